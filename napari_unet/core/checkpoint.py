@@ -1,0 +1,211 @@
+"""Model checkpoints: safetensors weights plus a JSON sidecar, never unpickled code.
+
+A checkpoint is two files side by side::
+
+    lesion.safetensors   tensors only (or a torch file loaded with weights_only=True)
+    lesion.json          config, normalization, version id, provenance, sha256 of the weights
+
+The sidecar's sha256 detects truncated or tampered weights before they reach
+the network.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .normalization import NormalizationSpec
+from .unet import UNet, UNetConfig
+
+FORMAT = "napari-unet-checkpoint"
+FORMAT_VERSION = 1
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and the fix."""
+
+
+@dataclass
+class ModelBundle:
+    """A ready network with everything needed to use it the way it was trained."""
+
+    model: UNet
+    config: UNetConfig
+    normalization: NormalizationSpec
+    version_id: str
+    threshold: float = 0.5
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def sidecar(self, weights_sha256: str) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "version_id": self.version_id,
+            "config": self.config.to_dict(),
+            "normalization": self.normalization.to_dict(),
+            "threshold": self.threshold,
+            "provenance": self.provenance,
+            "metrics": self.metrics,
+            "weights_sha256": weights_sha256,
+        }
+
+
+def new_version_id() -> str:
+    """A sortable, unique model version id such as ``20261125T101500-1a2b3c4d``."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sidecar_path(weights_path: Path) -> Path:
+    return Path(weights_path).with_suffix(".json")
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(bundle: ModelBundle, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``path`` (.safetensors) and its sidecar atomically; refuses to overwrite by default."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: checkpoints are written as .safetensors files")
+    side = sidecar_path(path)
+    if not overwrite and (path.exists() or side.exists()):
+        raise CheckpointError(f"{path}: a checkpoint already exists; pass overwrite=True to replace it")
+    state = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
+    _atomic_write_bytes(path, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    meta = bundle.sidecar(sha256_file(path))
+    text = json.dumps(meta, indent=2, sort_keys=True)
+    _atomic_write_bytes(side, lambda tmp: Path(tmp).write_text(text))
+    bundle.path = path
+    return path
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise CheckpointError(
+            f"{path}: the sidecar {side.name} is missing. A checkpoint needs both the weights "
+            "and the JSON file that describes them; copy them together."
+        )
+    try:
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{side}: the sidecar is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{side}: not a napari-unet sidecar (missing format={FORMAT!r})")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{side}: written by a newer napari-unet (format {meta['format_version']}); upgrade"
+        )
+    for key in ("config", "normalization", "version_id"):
+        if key not in meta:
+            raise CheckpointError(f"{side}: the sidecar has no {key!r} entry")
+    return meta
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes)")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types; all mean "refused"
+        raise CheckpointError(
+            f"{path}: refused to load. Only plain tensors are accepted; this file holds other "
+            f"objects or is corrupt ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a dict of tensors (a state_dict)")
+    return state
+
+
+def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
+    """Load a checkpoint on the CPU in eval mode; every failure names the file and the cause."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise CheckpointError(f"{path}: expected one of {WEIGHT_SUFFIXES}")
+    meta = _read_sidecar(path)
+    if verify_hash and meta.get("weights_sha256"):
+        actual = sha256_file(path)
+        if actual != meta["weights_sha256"]:
+            raise CheckpointError(
+                f"{path}: the weights do not match the sha256 in {sidecar_path(path).name} "
+                "(the file is truncated, corrupt or was modified). Re-copy the checkpoint."
+            )
+    try:
+        config = UNetConfig.from_dict(meta["config"])
+        normalization = NormalizationSpec.from_dict(meta["normalization"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{sidecar_path(path)}: invalid config ({exc})") from exc
+    state = _read_tensors(path)
+    model = UNet(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = []
+        if missing:
+            detail.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            detail.append(
+                f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)} "
+                f"vs config {tuple(expected[k].shape)})"
+            )
+        raise CheckpointError(
+            f"{path}: the weights do not fit the config in the sidecar: " + "; ".join(detail)
+        )
+    model.load_state_dict(state)
+    model.eval()
+    return ModelBundle(
+        model=model,
+        config=config,
+        normalization=normalization,
+        version_id=str(meta["version_id"]),
+        threshold=float(meta.get("threshold", 0.5)),
+        provenance=dict(meta.get("provenance", {})),
+        metrics=dict(meta.get("metrics", {})),
+        path=path,
+    )

@@ -1,0 +1,199 @@
+"""Overlap-tile inference for 2D slices, stacks of slices and volumes.
+
+The core never touches Qt. Long work is a generator that yields
+:class:`Progress` events; :func:`run_with_callback` drives it for callers that
+prefer a callback (the CLI), and napari's ``thread_worker`` drives it in the GUI.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import normalization as norm
+from .checkpoint import ModelBundle
+from .device import select_device
+from .tiling import Stitcher, TilePlan, plan_tiles
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress event: ``done`` of ``total`` units (slices) finished."""
+
+    done: int
+    total: int
+    message: str = ""
+
+
+class Cancelled(RuntimeError):
+    """Raised when a caller's ``should_stop`` asked inference to stop."""
+
+
+def as_channels_first(image: np.ndarray, in_channels: int, spatial_dims: int) -> np.ndarray:
+    """Return ``image`` with a leading channel axis, checking the channel count."""
+    if image.ndim == spatial_dims:
+        image = image[None]
+    if image.ndim != spatial_dims + 1:
+        raise ValueError(
+            f"Expected a {spatial_dims}D image, optionally with a leading channel axis; "
+            f"got shape {image.shape}"
+        )
+    if image.shape[0] != in_channels:
+        raise ValueError(
+            f"The model expects {in_channels} input channel(s) but the image has "
+            f"{image.shape[0]} (shape {image.shape}). Load one layer per channel the model "
+            "was trained with, in the same order."
+        )
+    return image
+
+
+class Predictor:
+    """Runs a loaded model on images of any size; build once, call many times."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        device: str | torch.device = "auto",
+        batch_size: int = 8,
+        max_tile: int = 512,
+    ) -> None:
+        self.bundle = bundle
+        self.config = bundle.config
+        self.device = select_device(device)
+        self.batch_size = max(1, int(batch_size))
+        self.max_tile = int(max_tile)
+        self.model = bundle.model.to(self.device).eval()
+        self._lock = threading.Lock()  # one forward pass at a time per model
+
+    # -- statistics -------------------------------------------------------------------
+    def fit_stats(self, image: np.ndarray, spatial_dims: int) -> list[norm.IntensityStats]:
+        """Per-channel normalization statistics for a whole image or volume."""
+        image = as_channels_first(image, self.config.in_channels, spatial_dims)
+        return [norm.fit(channel, self.bundle.normalization) for channel in image]
+
+    def normalize(self, image: np.ndarray, stats: list[norm.IntensityStats]) -> np.ndarray:
+        """Normalize a channels-first array with fitted per-channel statistics."""
+        spec = self.bundle.normalization
+        return np.stack([norm.apply(ch, st, spec) for ch, st in zip(image, stats, strict=True)])
+
+    # -- forward ----------------------------------------------------------------------
+    @torch.inference_mode()
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+        with self._lock:
+            logits = self.model(tensor)
+            probs = self.model.lesion_probability(logits)
+        return probs.float().cpu().numpy()
+
+    def iter_predict_stack(
+        self, stack: np.ndarray, plan: TilePlan | None = None
+    ) -> Generator[Progress, None, np.ndarray]:
+        """Predict a normalized stack (N, C, H, W); yields progress, returns (N, H, W) probs."""
+        count, _, height, width = stack.shape
+        plan = plan or plan_tiles(height, width, self.config, self.max_tile)
+        stitcher = Stitcher(count, plan)
+        rows_in, cols_in = plan.tile_input_shape
+        jobs = [(i, r, c) for i in range(count) for r, c in plan.tiles()]
+        padded_cache: dict[int, np.ndarray] = {}
+        finished_images = 0
+        for start in range(0, len(jobs), self.batch_size):
+            chunk = jobs[start : start + self.batch_size]
+            tiles = []
+            for index, r, c in chunk:
+                if index not in padded_cache:
+                    padded_cache.clear()
+                    padded_cache[index] = plan.pad(stack[index])
+                tiles.append(padded_cache[index][:, r : r + rows_in, c : c + cols_in])
+            probs = self._forward(np.stack(tiles))
+            for (index, r, c), prob in zip(chunk, probs, strict=True):
+                stitcher.add(index, r, c, prob)
+            done = (start + len(chunk)) // plan.count
+            if done != finished_images:
+                finished_images = done
+                yield Progress(done, count)
+        return stitcher.result()
+
+    def predict_slice(
+        self, image: np.ndarray, stats: list[norm.IntensityStats] | None = None
+    ) -> np.ndarray:
+        """Lesion probability (H, W) for one 2D image, (H, W) or (C, H, W)."""
+        image = as_channels_first(image, self.config.in_channels, 2)
+        stats = stats or self.fit_stats(image, 2)
+        return drain(self.iter_predict_stack(self.normalize(image, stats)[None]))[0]
+
+    def iter_predict_volume(
+        self,
+        volume: np.ndarray,
+        axis: int = 0,
+        stats: list[norm.IntensityStats] | None = None,
+        indices: list[int] | None = None,
+        chunk_slices: int = 16,
+    ) -> Generator[Progress, None, np.ndarray]:
+        """Predict every slice (or ``indices``) of a (Z, Y, X) or (C, Z, Y, X) volume.
+
+        Returns float32 probabilities shaped like the spatial volume; slices not in
+        ``indices`` are zero. Memory stays bounded: slices go through in chunks.
+        """
+        volume = as_channels_first(volume, self.config.in_channels, 3)
+        stats = stats or self.fit_stats(volume, 3)
+        moved = np.moveaxis(volume, axis + 1, 1)  # (C, S, H, W) view, no copy
+        slice_ids = list(range(moved.shape[1])) if indices is None else list(indices)
+        result = np.zeros(moved.shape[1:], dtype=np.float32)
+        plan = plan_tiles(moved.shape[2], moved.shape[3], self.config, self.max_tile)
+        total = len(slice_ids)
+        done = 0
+        yield Progress(0, total, "starting")
+        for start in range(0, total, chunk_slices):
+            ids = slice_ids[start : start + chunk_slices]
+            chunk = np.stack([self.normalize(moved[:, i], stats) for i in ids])
+            gen = self.iter_predict_stack(chunk, plan)
+            while True:
+                try:
+                    event = next(gen)
+                except StopIteration as stop:
+                    probs = stop.value
+                    break
+                yield Progress(done + event.done, total)
+            result[ids] = probs
+            done += len(ids)
+        return np.moveaxis(result, 0, axis)
+
+    def predict_volume(
+        self,
+        volume: np.ndarray,
+        axis: int = 0,
+        stats: list[norm.IntensityStats] | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
+        """Blocking version of :meth:`iter_predict_volume` with an optional callback."""
+        return run_with_callback(
+            self.iter_predict_volume(volume, axis, stats), progress, should_stop
+        )
+
+
+def drain(generator: Generator[Progress, None, np.ndarray]) -> np.ndarray:
+    """Run a progress generator to completion and return its value."""
+    return run_with_callback(generator)
+
+
+def run_with_callback(
+    generator: Generator[Progress, None, np.ndarray] | Iterator,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+):
+    """Drive a progress generator, calling ``progress`` on each event."""
+    while True:
+        try:
+            event = next(generator)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(event)
+        if should_stop is not None and should_stop():
+            generator.close()
+            raise Cancelled("Stopped at the caller's request")

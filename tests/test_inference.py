@@ -1,0 +1,132 @@
+"""Overlap-tile inference: tiled equals single pass, any size, any axis."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.core.checkpoint import ModelBundle
+from napari_unet.core.inference import Cancelled, Predictor, as_channels_first
+from napari_unet.core.normalization import NormalizationSpec
+from napari_unet.core.tiling import plan_tiles
+from napari_unet.core.unet import UNet, UNetConfig
+
+
+def _bundle(padding: str, depth: int = 3, in_channels: int = 1) -> ModelBundle:
+    torch.manual_seed(7)
+    config = UNetConfig(in_channels=in_channels, num_classes=2, base_width=8, depth=depth,
+                        padding=padding)
+    return ModelBundle(UNet(config).eval(), config, NormalizationSpec(), "t")
+
+
+def test_valid_tiled_equals_single_pass(rng):
+    bundle = _bundle("valid")
+    image = rng.normal(size=(150, 203)).astype(np.float32)
+    single = Predictor(bundle, max_tile=1024).predict_slice(image)
+    tiled_predictor = Predictor(bundle, max_tile=100, batch_size=5)
+    plan = plan_tiles(150, 203, bundle.config, 100)
+    assert plan.count > 100  # really many tiles
+    tiled = tiled_predictor.predict_slice(image)
+    assert single.shape == tiled.shape == (150, 203)
+    np.testing.assert_allclose(tiled, single, atol=1e-5)
+
+
+def test_valid_single_pass_matches_raw_network_on_padded_input(rng):
+    """The engine's stitched output is exactly the network output on the mirror-padded image."""
+    bundle = _bundle("valid")
+    predictor = Predictor(bundle, max_tile=1024)
+    image = rng.normal(size=(60, 60)).astype(np.float32)
+    stats = predictor.fit_stats(image, 2)
+    normalized = predictor.normalize(image[None], stats)
+    plan = plan_tiles(60, 60, bundle.config, 1024)
+    padded = plan.pad(normalized)
+    with torch.inference_mode():
+        raw = bundle.model.lesion_probability(bundle.model(torch.from_numpy(padded[None])))[0]
+    np.testing.assert_allclose(predictor.predict_slice(image, stats), raw.numpy()[:60, :60],
+                               atol=1e-6)
+
+
+def test_paper_configuration_tiles_a_larger_image(rng):
+    torch.manual_seed(0)
+    config = UNetConfig.paper()
+    bundle = ModelBundle(UNet(config).eval(), config, NormalizationSpec(), "paper")
+    plan = plan_tiles(700, 500, config, 572)
+    assert plan.tile_input_shape == (572, 572)
+    assert plan.count == 4  # 2x2 output tiles of 388 cover 700x500
+    prob = Predictor(bundle, max_tile=572, batch_size=2).predict_slice(
+        rng.normal(size=(700, 500)).astype(np.float32)
+    )
+    assert prob.shape == (700, 500)
+    assert np.all((prob >= 0) & (prob <= 1))
+
+
+def test_same_padding_fits_in_one_pass_equals_blended_tiles_closely(rng):
+    bundle = _bundle("same")
+    image = rng.normal(size=(120, 90)).astype(np.float32)
+    single = Predictor(bundle, max_tile=512).predict_slice(image)
+    tiled = Predictor(bundle, max_tile=64).predict_slice(image)
+    assert plan_tiles(120, 90, bundle.config, 64).count > 1
+    assert plan_tiles(120, 90, bundle.config, 512).count == 1
+    # Zero padding inside the net is not shift-invariant: blended tiles differ slightly.
+    assert np.abs(single - tiled).mean() < 0.01
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 300), (33, 17), (257, 256), (5, 1000)])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_arbitrary_sizes(rng, shape, padding):
+    bundle = _bundle(padding, depth=2)
+    prob = Predictor(bundle, max_tile=128).predict_slice(rng.normal(size=shape).astype(np.float32))
+    assert prob.shape == shape
+    assert np.isfinite(prob).all()
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_volume_along_each_axis_matches_slices(rng, axis):
+    bundle = _bundle("same")
+    predictor = Predictor(bundle, batch_size=4)
+    volume = rng.normal(size=(6, 40, 50)).astype(np.float32)
+    stats = predictor.fit_stats(volume, 3)
+    prob = predictor.predict_volume(volume, axis=axis, stats=stats)
+    assert prob.shape == volume.shape
+    index = 3
+    slice_image = np.take(volume, index, axis=axis)
+    np.testing.assert_allclose(
+        np.take(prob, index, axis=axis), predictor.predict_slice(slice_image, stats), atol=1e-5
+    )
+
+
+def test_volume_progress_and_cancel(rng):
+    predictor = Predictor(_bundle("same"), batch_size=2)
+    volume = rng.normal(size=(10, 32, 32)).astype(np.float32)
+    events = []
+    predictor.predict_volume(volume, progress=events.append)
+    assert events[-1].done == events[-1].total == 10
+    assert [e.done for e in events] == sorted(e.done for e in events)
+    with pytest.raises(Cancelled):
+        predictor.predict_volume(volume, should_stop=lambda: True)
+
+
+def test_multichannel_input_and_channel_mismatch(rng):
+    predictor = Predictor(_bundle("same", in_channels=2))
+    prob = predictor.predict_slice(rng.normal(size=(2, 30, 30)).astype(np.float32))
+    assert prob.shape == (30, 30)
+    with pytest.raises(ValueError, match="expects 2 input channel"):
+        predictor.predict_slice(rng.normal(size=(30, 30)).astype(np.float32))
+    with pytest.raises(ValueError, match="Expected a 2D image"):
+        as_channels_first(np.zeros((2, 3, 4, 5)), 2, 2)
+
+
+def test_nan_voxels_do_not_poison_the_output(rng):
+    predictor = Predictor(_bundle("same"))
+    image = rng.normal(size=(40, 40)).astype(np.float32)
+    image[5:10, 5:10] = np.nan
+    image[0, 0] = np.inf
+    assert np.isfinite(predictor.predict_slice(image)).all()
+
+
+def test_bad_device_is_refused():
+    with pytest.raises(ValueError, match="Unknown device"):
+        Predictor(_bundle("same"), device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            Predictor(_bundle("same"), device="cuda")
+    assert Predictor(_bundle("same"), device="auto").device.type in ("cpu", "cuda", "mps")
