@@ -1,0 +1,318 @@
+"""The ``napari-unet`` command: headless access to everything in the core."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+
+log = logging.getLogger("napari_unet")
+
+
+class ProgressBar:
+    """tqdm on a terminal, a plain line every 10% otherwise (logs, CI)."""
+
+    def __init__(self, description: str, total: int | None = None) -> None:
+        self.description = description
+        self.total = total
+        self._last_decile = -1
+        self._bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=description, leave=False)
+
+    def update(self, done: int, total: int, postfix: str = "") -> None:
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.n = done
+            if postfix:
+                self._bar.set_postfix_str(postfix)
+            self._bar.refresh()
+            return
+        decile = int(10 * done / max(total, 1))
+        if decile != self._last_decile or postfix.startswith("val"):
+            self._last_decile = decile
+            print(f"{self.description}: {done}/{total} {postfix}".rstrip(), file=sys.stderr,
+                  flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+# -- predict -------------------------------------------------------------------------------
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .core.checkpoint import CheckpointError
+    from .core.inference import Predictor
+    from .core.io import ImageReadError, ImageWriteError
+    from .core.models import get_model
+    from .core.pipeline import segment_file
+
+    try:
+        bundle = get_model(_model_source(args))
+        predictor = Predictor(bundle, device=args.device)
+    except (CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failures = 0
+    for source in args.inputs:
+        bar = ProgressBar(f"segmenting {Path(source).name}")
+        try:
+            result = segment_file(
+                predictor, source, args.output, threshold=args.threshold,
+                probabilities=args.probabilities, overwrite=args.overwrite,
+                progress=lambda event, bar=bar: bar.update(event.done, event.total),
+                volume=args.volume,
+            )
+        except (ImageReadError, ImageWriteError, ValueError, OSError) as exc:
+            failures += 1
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        finally:
+            bar.close()
+        extra = f", probabilities {result.probability_path}" if result.probability_path else ""
+        print(f"{source}: {result.lesions} lesion(s), {result.lesion_ml:.2f} mL -> "
+              f"{result.mask_path}{extra}")
+    if failures:
+        print(f"{failures} of {len(args.inputs)} input(s) failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _model_source(args: argparse.Namespace):
+    if getattr(args, "model", None):
+        return args.model
+    workspace = getattr(args, "workspace", None)
+    if workspace:
+        try:
+            from .core.registry import active_model_path
+        except ImportError:  # the registry arrives with fine-tuning
+            return None
+        return active_model_path(workspace)
+    return None
+
+
+# -- synth / train / evaluate --------------------------------------------------------------
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .core.synth.dataset import write_synthetic_dataset
+
+    bar = ProgressBar("generating cases")
+    root = write_synthetic_dataset(args.output, args.train, args.val, seed=args.seed,
+                                   mode=args.mode, workers=args.workers,
+                                   progress=lambda d, n: bar.update(d, n))
+    bar.close()
+    print(f"wrote an nnU-Net raw dataset with {args.train} training and {args.val} validation "
+          f"cases to {root}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .core.normalization import NormalizationSpec
+    from .core.training.datasets import find_cases
+    from .core.training.slices import load_volumes
+    from .core.training.trainer import DEFAULT_MODEL, TrainConfig, train
+    from .core.unet import UNetConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = Path(args.data) if args.data else Path(args.output) / "synthetic_data"
+    if not args.data and not (data / "dataset.json").exists():
+        cmd_synth(argparse.Namespace(output=data, train=args.synthetic, val=args.val,
+                                     seed=args.seed, mode=args.mode, workers=args.workers))
+    cases = find_cases(data, modality=args.modality)
+    train_cases = [c for c in cases if c.split == "train"]
+    val_cases = [c for c in cases if c.split == "val"]
+    if not val_cases:  # real datasets without imagesTs: hold out a fixed 10%
+        count = max(1, len(train_cases) // 10)
+        val_cases, train_cases = train_cases[-count:], train_cases[:-count]
+    model_config = UNetConfig.from_dict({**DEFAULT_MODEL.to_dict(),
+                                         "in_channels": len(train_cases[0].images),
+                                         "base_width": args.base_width})
+    config = TrainConfig(model=model_config, normalization=NormalizationSpec(),
+                         steps=args.steps, batch_size=args.batch_size, patch=args.patch,
+                         lr=args.lr, val_every=args.val_every, seed=args.seed, device=args.device)
+    bar = ProgressBar("loading volumes")
+    train_volumes = load_volumes(train_cases, config.normalization, model_config.in_channels,
+                                 lambda d, n: bar.update(d, n))
+    val_volumes = load_volumes(val_cases, config.normalization, model_config.in_channels)
+    bar.close()
+    provenance = {"data": str(data), "train_cases": len(train_volumes),
+                  "val_cases": [v.case for v in val_volumes], "napari_unet": __version__}
+    bar = ProgressBar("training")
+    generator = train(train_volumes, val_volumes, config, args.output,
+                      resume=not args.no_resume, provenance=provenance)
+    while True:
+        try:
+            event = next(generator)
+        except StopIteration as stop:
+            best = stop.value
+            break
+        postfix = f"loss {event.loss:.4f}"
+        if event.val_dice is not None:
+            postfix = (f"val dice {event.val_dice:.4f} f1 {event.val_f1:.4f} "
+                       f"(best {event.best_dice:.4f}) {postfix}")
+        bar.update(event.step, event.total, postfix)
+    bar.close()
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .core.evaluation import evaluate_paths
+
+    try:
+        results, summary = evaluate_paths(args.pred, args.truth)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'case':32s} {'dice':>7s} {'lesF1':>7s} {'|dV| mL':>8s} {'|dN|':>5s} {'HD95 mm':>8s}")
+    for r in results:
+        print(f"{r.case:32s} {r.dice:7.4f} {r.lesion_f1:7.4f} {r.abs_volume_diff_ml:8.3f} "
+              f"{r.abs_lesion_count_diff:5d} {r.hd95_mm:8.2f}")
+    print(f"{'mean':32s} {summary['mean_dice']:7.4f} {summary['mean_lesion_f1']:7.4f} "
+          f"{summary['mean_abs_volume_diff_ml']:8.3f} {summary['mean_abs_lesion_count_diff']:5.2f} "
+          f"{summary['mean_hd95_mm']:8.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"cases": [r.to_dict() for r in results], "summary": summary}, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+# -- info / sizes / demo -------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from .core.sizes import trace_stages
+    from .core.unet import UNet, UNetConfig, count_parameters
+
+    if args.paper or not args.model:
+        config = UNetConfig.paper() if args.paper else None
+        if config is None:
+            from .core.models import get_model
+
+            bundle = get_model(None)
+            config = bundle.config
+    else:
+        from .core.models import get_model
+
+        config = get_model(args.model).config
+    print(f"config: {config.to_json()}")
+    print(f"parameters: {count_parameters(UNet(config)):,}")
+    size = args.size or (572 if config.padding == "valid" else 256)
+    print(f"{'stage':20s} {'H x W x C':>20s}")
+    for stage in trace_stages(size, config):
+        print(f"{stage.name:20s} {stage.height:>6d} x {stage.width:<5d} x {stage.channels:<6d}")
+    return 0
+
+
+def cmd_sizes(args: argparse.Namespace) -> int:
+    from .core.sizes import legal_input_sizes
+    from .core.unet import UNetConfig
+
+    config = UNetConfig(depth=args.depth, padding=args.padding)
+    print(f"{'input':>6s} {'output':>6s}")
+    for size, out in legal_input_sizes(config, args.min, args.max):
+        print(f"{size:6d} {out:6d}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .core.demo import run_demo
+
+    return run_demo(Path(args.output), device=args.device)
+
+
+# -- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-unet",
+        description="Stroke-lesion segmentation with a U-Net: predict, train, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("predict", help="segment NIfTI files or DICOM folders")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI file or DICOM folder")
+    p.add_argument("--output", "-o", required=True, help="folder for <name>_lesion.nii.gz")
+    p.add_argument("--model", help="checkpoint (.safetensors) or bundled name (default lesion-t1)")
+    p.add_argument("--workspace", help="use this workspace's active model version")
+    p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--probabilities", action="store_true", help="also write <name>_prob.nii.gz")
+    p.add_argument("--volume", type=int, help="for 4D inputs: which volume to segment")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("synth", help="generate a synthetic stroke dataset (nnU-Net raw layout)")
+    p.add_argument("--output", "-o", required=True)
+    p.add_argument("--train", type=int, default=64, help="training cases")
+    p.add_argument("--val", type=int, default=10, help="validation cases (the fixed split)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=["hypo", "hyper"], default="hypo",
+                   help="hypointense (T1, chronic) or hyperintense (DWI/FLAIR look) lesions")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train a lesion model (synthetic data or a real dataset)")
+    p.add_argument("--output", "-o", required=True, help="run folder (checkpoints, history)")
+    p.add_argument("--data", help="nnU-Net raw or BIDS-like dataset; default: synthetic")
+    p.add_argument("--modality", default="T1w", help="BIDS suffix of the image (T1w, dwi, ...)")
+    p.add_argument("--synthetic", type=int, default=64, help="synthetic training cases")
+    p.add_argument("--val", type=int, default=10, help="synthetic validation cases")
+    p.add_argument("--mode", choices=["hypo", "hyper"], default="hypo")
+    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--patch", type=int, default=160)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--base-width", type=int, default=12)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--no-resume", action="store_true", help="start over even if a run exists")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="ISLES 2022 metrics of predicted vs true masks")
+    p.add_argument("--pred", required=True, help="mask file or folder")
+    p.add_argument("--truth", required=True, help="mask file or folder (matched by case name)")
+    p.add_argument("--json", help="write per-case and mean metrics here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("info", help="a model's config, parameter count and stage shapes")
+    p.add_argument("--model", help="checkpoint path or bundled name")
+    p.add_argument("--paper", action="store_true", help="the 2015 paper configuration")
+    p.add_argument("--size", type=int, help="input side length for the shape table")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("sizes", help="legal input sizes and their output sizes")
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--padding", choices=["valid", "same"], default="valid")
+    p.add_argument("--min", type=int, default=100)
+    p.add_argument("--max", type=int, default=600)
+    p.set_defaults(func=cmd_sizes)
+
+    p = sub.add_parser("demo", help="headless: segment the sample brain and write the results")
+    p.add_argument("--output", "-o", default="out/demo")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

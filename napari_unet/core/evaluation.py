@@ -1,0 +1,51 @@
+"""Compare predicted and true masks on disk (files or folders matched by case name)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .io import case_name, read_image
+from .metrics import CaseMetrics, evaluate_case, summarize
+
+
+def _pairs(pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
+    if pred.is_file() and truth.is_file():
+        return [(case_name(truth), pred, truth)]
+    if pred.is_dir() and truth.is_dir():
+        def index(folder: Path, strip: tuple[str, ...]) -> dict[str, Path]:
+            out = {}
+            for path in sorted(folder.glob("*.nii*")):
+                name = case_name(path)
+                for suffix in strip:
+                    if name.endswith(suffix):
+                        name = name[: -len(suffix)]
+                out[name] = path
+            return out
+
+        predictions = index(pred, ("_lesion", "_pred", "_mask"))
+        truths = index(truth, ("_lesion", "_mask", "_label"))
+        missing = sorted(set(truths) - set(predictions))
+        if missing:
+            raise ValueError(f"{pred}: no prediction for case(s) {missing[:5]}")
+        if not truths:
+            raise ValueError(f"{truth}: no NIfTI masks found")
+        return [(name, predictions[name], truths[name]) for name in sorted(truths)]
+    raise ValueError(f"--pred {pred} and --truth {truth} must both be files or both folders")
+
+
+def evaluate_paths(pred: str | Path, truth: str | Path) -> tuple[list[CaseMetrics], dict]:
+    """Per-case metrics and their means; refuses masks whose shape or affine differ."""
+    results = []
+    for name, pred_path, truth_path in _pairs(Path(pred), Path(truth)):
+        p, t = read_image(pred_path), read_image(truth_path)
+        if p.geometry.shape != t.geometry.shape:
+            raise ValueError(f"{pred_path}: shape {p.geometry.shape} differs from {truth_path} "
+                             f"{t.geometry.shape}; refusing to compare")
+        if not np.allclose(p.geometry.affine, t.geometry.affine, atol=1e-3):
+            raise ValueError(f"{pred_path}: affine differs from {truth_path}'s; the masks are not "
+                             "in one voxel grid, refusing to compare")
+        results.append(evaluate_case(name, p.data > 0.5, t.data > 0.5,
+                                     t.geometry.display_spacing))
+    return results, summarize(results)

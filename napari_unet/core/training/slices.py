@@ -1,0 +1,118 @@
+"""Axial training slices held in memory, and lesion-biased patch sampling.
+
+Volumes are read with the same readers and normalized with the same
+statistics code as inference, so training and inference see identical inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import normalization as norm
+from ..io import read_channels, read_image
+from .datasets import CasePaths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Volume:
+    """One normalized case in display order: image (C, Z, Y, X) float16, mask (Z, Y, X) uint8."""
+
+    case: str
+    image: np.ndarray
+    mask: np.ndarray
+    spacing: tuple[float, float, float]
+
+
+def load_volume(paths: CasePaths, spec: norm.NormalizationSpec, in_channels: int) -> Volume:
+    image = read_channels(list(paths.images))
+    if image.n_channels != in_channels:
+        raise ValueError(f"{paths.case}: {image.n_channels} channel(s), the model expects "
+                         f"{in_channels}")
+    mask = read_image(paths.mask)
+    if mask.spatial_shape != image.spatial_shape or not np.allclose(
+        mask.geometry.affine, image.geometry.affine, atol=1e-3
+    ):
+        raise ValueError(f"{paths.mask}: the mask's grid differs from its image {paths.images[0]}")
+    data = image.data if image.data.ndim == 4 else image.data[None]
+    normalized = np.stack(
+        [norm.apply(ch, norm.fit(ch, spec), spec).astype(np.float16) for ch in data]
+    )
+    labels = (np.asarray(mask.data) > 0.5).astype(np.uint8)
+    return Volume(paths.case, normalized, labels, image.geometry.display_spacing)
+
+
+class SliceBank:
+    """All axial slices of the training volumes, with lesion pixels indexed for sampling."""
+
+    def __init__(self, volumes: list[Volume]) -> None:
+        if not volumes:
+            raise ValueError("no training volumes")
+        self.images: list[np.ndarray] = []  # (C, Y, X) float16
+        self.masks: list[np.ndarray] = []
+        self.lesion_pixels: list[tuple[int, int, int]] = []  # (slice, y, x), subsampled
+        for volume in volumes:
+            background = volume.image[0].min()
+            for z in range(volume.image.shape[1]):
+                image = volume.image[:, z]
+                if float(image[0].max()) <= float(background) + 1e-3:
+                    continue  # empty slice outside the head
+                index = len(self.images)
+                self.images.append(image)
+                self.masks.append(volume.mask[z])
+                ys, xs = np.nonzero(volume.mask[z])
+                step = max(1, len(ys) // 50)
+                self.lesion_pixels += [(index, int(y), int(x)) for y, x in
+                                       zip(ys[::step], xs[::step], strict=True)]
+        log.info("%d slices, %d lesion sample points", len(self.images), len(self.lesion_pixels))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, rng: np.random.Generator, batch: int, patch: int,
+               lesion_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """A batch of (B, C, P, P) float32 patches and (B, P, P) float32 masks."""
+        images, masks = [], []
+        for _ in range(batch):
+            if self.lesion_pixels and rng.random() < lesion_fraction:
+                index, y, x = self.lesion_pixels[rng.integers(len(self.lesion_pixels))]
+                y += int(rng.integers(-patch // 3, patch // 3 + 1))
+                x += int(rng.integers(-patch // 3, patch // 3 + 1))
+            else:
+                index = int(rng.integers(len(self.images)))
+                _, height, width = self.images[index].shape
+                y, x = int(rng.integers(height)), int(rng.integers(width))
+            image, mask = _crop(self.images[index], self.masks[index], y, x, patch)
+            images.append(image)
+            masks.append(mask)
+        return np.stack(images).astype(np.float32), np.stack(masks).astype(np.float32)
+
+
+def _crop(image: np.ndarray, mask: np.ndarray, cy: int, cx: int, patch: int):
+    """A patch centred at (cy, cx), padded with the image minimum outside."""
+    channels, height, width = image.shape
+    out = np.empty((channels, patch, patch), dtype=image.dtype)
+    out[:] = image.reshape(channels, -1).min(axis=1)[:, None, None]
+    out_mask = np.zeros((patch, patch), dtype=mask.dtype)
+    y0, x0 = cy - patch // 2, cx - patch // 2
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + patch, height), min(x0 + patch, width)
+    if ye > ys and xe > xs:
+        out[:, ys - y0 : ye - y0, xs - x0 : xe - x0] = image[:, ys:ye, xs:xe]
+        out_mask[ys - y0 : ye - y0, xs - x0 : xe - x0] = mask[ys:ye, xs:xe]
+    return out, out_mask
+
+
+def load_volumes(cases: list[CasePaths], spec: norm.NormalizationSpec, in_channels: int,
+                 progress: Callable[[int, int], None] | None = None) -> list[Volume]:
+    volumes = []
+    for done, case in enumerate(cases, start=1):
+        volumes.append(load_volume(case, spec, in_channels))
+        if progress:
+            progress(done, len(cases))
+    return volumes
