@@ -1,0 +1,43 @@
+"""What the user is looking at: the displayed slice and the visible region, in data indices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def current_slice(viewer, layer) -> tuple[int, int]:
+    """(axis, index) of the 2D slice napari shows for a 3D ``layer``."""
+    if viewer.dims.ndisplay != 2:
+        raise ValueError("Switch napari to 2D view to segment the current slice")
+    not_displayed = [a for a in viewer.dims.not_displayed if a >= viewer.dims.ndim - layer.ndim]
+    if len(not_displayed) != 1:
+        raise ValueError("Only 3D images are supported for slice segmentation")
+    axis = not_displayed[0] - (viewer.dims.ndim - layer.ndim)
+    data_point = layer.world_to_data(viewer.dims.point)
+    index = int(np.clip(np.round(data_point[axis]), 0, layer.data.shape[axis] - 1))
+    return axis, index
+
+
+def visible_box(viewer, layer, axis: int) -> tuple[slice, slice]:
+    """Row/column slices (in the 2D slice's own axes) of the part on screen after zooming."""
+    other = [a for a in range(3) if a != axis]
+    height_px, width_px = viewer.window._qt_viewer.canvas.size  # (height, width) in pixels
+    zoom = viewer.camera.zoom
+    center = np.asarray(viewer.camera.center)[-2:]
+    half = np.array([height_px, width_px]) / (2 * zoom)
+    world_lo = np.asarray(viewer.dims.point, dtype=float).copy()
+    world_hi = world_lo.copy()
+    displayed = list(viewer.dims.displayed)
+    world_lo[displayed] = center - half
+    world_hi[displayed] = center + half
+    lo = np.asarray(layer.world_to_data(world_lo))
+    hi = np.asarray(layer.world_to_data(world_hi))
+    box = []
+    for data_axis in other:
+        a, b = sorted((lo[data_axis], hi[data_axis]))
+        start = int(np.clip(np.floor(a), 0, layer.data.shape[data_axis]))
+        stop = int(np.clip(np.ceil(b) + 1, 0, layer.data.shape[data_axis]))
+        if stop <= start:
+            raise ValueError("The image is not visible on screen; reset the view (Ctrl+R)")
+        box.append(slice(start, stop))
+    return box[0], box[1]

@@ -1,0 +1,340 @@
+"""The lesion segmentation dock widget: pick image and model, segment, threshold, read out, save.
+
+All network work runs in napari ``thread_worker``s over the core's progress
+generators; results are applied on the GUI thread. Errors become napari
+notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    Label,
+    PushButton,
+)
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+
+from ..core.inference import Predictor
+from ..core.io import case_name, write_labels_nifti, write_probability_nifti
+from ..core.metrics import lesion_count
+from ..core.models import BUNDLED, DEFAULT_MODEL, get_model
+from ..core.session import SegmentationSession
+from .layers import geometry_from_metadata
+from .view import current_slice, visible_box
+
+log = logging.getLogger(__name__)
+FILE_CHOICE = "checkpoint file…"
+CONTEXT = 32  # pixels of context around the visible region
+
+
+class ModelHolder:
+    """Keeps one Predictor per (model, device): a model is loaded once, not per click."""
+
+    def __init__(self) -> None:
+        self._predictors: dict[tuple[str, str], Predictor] = {}
+
+    def get(self, source: str, device: str) -> Predictor:
+        key = (source, device)
+        if key not in self._predictors:
+            self._predictors[key] = Predictor(get_model(source), device=device)
+        return self._predictors[key]
+
+
+class SegmentationWidget(Container):
+    """Dock widget: segment the current slice, the visible region or the whole volume."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = viewer
+        self.models = ModelHolder()
+        self.sessions: dict[int, SegmentationSession] = {}
+        self._stats_cache: dict[tuple[int, str], list] = {}
+        self.worker = None
+
+        self.image = ComboBox(label="image", choices=self._image_layers)
+        self.model = ComboBox(label="model", choices=[*BUNDLED, FILE_CHOICE],
+                              value=DEFAULT_MODEL)
+        self.model_file = FileEdit(label="checkpoint", filter="*.safetensors", visible=False)
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"],
+                               value="auto")
+        self.slice_button = PushButton(text="Segment current slice [Alt+S]")
+        self.region_button = PushButton(text="Segment visible region [Alt+R]")
+        self.volume_button = PushButton(text="Segment volume [Alt+V]")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.threshold = FloatSlider(label="threshold", min=0.05, max=0.95, step=0.05,
+                                     value=0.5)
+        self.readout = Label(label="lesion", value="no segmentation yet")
+        self.slice_readout = Label(label="this slice", value="")
+        self.save_path = FileEdit(label="save to", mode="w", filter="*.nii.gz")
+        self.save_button = PushButton(text="Save lesion mask (NIfTI)")
+        self.save_prob_button = PushButton(text="Save probabilities (NIfTI)")
+        self.extend([
+            self.image, self.model, self.model_file, self.device,
+            self.slice_button, self.region_button, self.volume_button, self.cancel_button,
+            self.threshold, self.readout, self.slice_readout,
+            self.save_path, self.save_button, self.save_prob_button,
+        ])
+
+        self.model.changed.connect(lambda v: setattr(self.model_file, "visible", v == FILE_CHOICE))
+        self.slice_button.changed.connect(self.segment_slice)
+        self.region_button.changed.connect(self.segment_region)
+        self.volume_button.changed.connect(self.segment_volume)
+        self.cancel_button.changed.connect(self.cancel)
+        self.threshold.changed.connect(self._threshold_changed)
+        self.save_button.changed.connect(self.save_mask)
+        self.save_prob_button.changed.connect(self.save_probabilities)
+        viewer.layers.events.inserted.connect(self.image.reset_choices)
+        viewer.layers.events.removed.connect(self.image.reset_choices)
+        viewer.dims.events.current_step.connect(self._update_slice_readout)
+        for key, action in (("Alt-S", self.segment_slice), ("Alt-R", self.segment_region),
+                            ("Alt-V", self.segment_volume)):
+            viewer.bind_key(key, lambda _v, action=action: action(), overwrite=True)
+
+    # -- layers -----------------------------------------------------------------------
+    def _image_layers(self, _widget=None) -> list:
+        return [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
+
+    def _source(self) -> napari.layers.Image:
+        layer = self.image.value
+        if layer is None:
+            raise ValueError("Open a brain scan first (File > Open, or the sample brain)")
+        if layer.ndim != 3 or layer.rgb:
+            raise ValueError(f"Layer {layer.name!r} is not a 3D grey-scale image")
+        return layer
+
+    def _model_source(self) -> str:
+        if self.model.value == FILE_CHOICE:
+            path = Path(self.model_file.value)
+            if not path.is_file():
+                raise ValueError("Choose a .safetensors checkpoint file for the model")
+            return str(path)
+        return str(self.model.value)
+
+    def _predictor(self) -> Predictor:
+        return self.models.get(self._model_source(), self.device.value)
+
+    def lesion_layer(self, source: napari.layers.Image) -> napari.layers.Labels:
+        name = f"{source.name} lesion"
+        if name in self.viewer.layers:
+            return self.viewer.layers[name]
+        layer = self.viewer.add_labels(
+            np.zeros(source.data.shape, dtype=np.uint8), name=name, scale=source.scale,
+            translate=source.translate, metadata=dict(source.metadata), opacity=0.6,
+        )
+        layer.events.data.connect(lambda _e: self._update_readout())
+        layer.events.paint.connect(lambda _e: self._update_readout())
+        self.viewer.layers.selection.active = source
+        return layer
+
+    def probability_layer(self, source: napari.layers.Image) -> napari.layers.Image:
+        name = f"{source.name} lesion probability"
+        if name in self.viewer.layers:
+            return self.viewer.layers[name]
+        session = self.session(source)
+        layer = self.viewer.add_image(
+            session.probability, name=name, scale=source.scale, translate=source.translate,
+            metadata=dict(source.metadata), colormap="magma", contrast_limits=(0, 1),
+            opacity=0.4, visible=False,
+        )
+        return layer
+
+    def session(self, source: napari.layers.Image) -> SegmentationSession:
+        key = id(source)
+        if key not in self.sessions:
+            self.sessions[key] = SegmentationSession(tuple(source.data.shape),
+                                                     self.threshold.value)
+        return self.sessions[key]
+
+    # -- actions ----------------------------------------------------------------------
+    def segment_slice(self) -> None:
+        self._guarded(lambda: self._segment_2d(visible_only=False))
+
+    def segment_region(self) -> None:
+        self._guarded(lambda: self._segment_2d(visible_only=True))
+
+    def segment_volume(self) -> None:
+        self._guarded(self._segment_volume)
+
+    def _guarded(self, action) -> None:
+        if self.worker is not None:
+            show_info("Segmentation is already running; wait or cancel it")
+            return
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - every failure must reach the user
+            log.exception("segmentation failed")
+            show_error(f"napari-unet: {exc}")
+
+    def _segment_2d(self, visible_only: bool) -> None:
+        source = self._source()
+        axis, index = current_slice(self.viewer, source)
+        predictor = self._predictor()
+        session = self.session(source)
+        image = np.asarray(np.take(source.data, index, axis=axis), dtype=np.float32)
+        rows, cols = slice(None), slice(None)
+        if visible_only:
+            rows, cols = visible_box(self.viewer, source, axis)
+        stats = self._stats(source, predictor)
+        context_rows = _grow(rows, CONTEXT, image.shape[0])
+        context_cols = _grow(cols, CONTEXT, image.shape[1])
+
+        def work():
+            crop = image[context_rows, context_cols]
+            prob = predictor.predict_slice(crop, stats)
+            inner_r = _relative(rows, context_rows, image.shape[0])
+            inner_c = _relative(cols, context_cols, image.shape[1])
+            return prob[inner_r, inner_c]
+
+        region = [slice(None)] * 3
+        region[axis] = slice(index, index + 1)
+        other = [a for a in range(3) if a != axis]
+        region[other[0]], region[other[1]] = rows, cols
+
+        def apply(prob: np.ndarray) -> None:
+            self._apply(source, tuple(region), np.expand_dims(prob, axis))
+
+        self._start(work, apply, total=0, description=f"segmenting slice {index}")
+
+    def _segment_volume(self) -> None:
+        source = self._source()
+        predictor = self._predictor()
+        volume = np.asarray(source.data, dtype=np.float32)
+        stats = self._stats(source, predictor)
+
+        def work():
+            return (yield from _count_slices(predictor.iter_predict_volume(volume, 0, stats)))
+
+        def apply(prob: np.ndarray) -> None:
+            self._apply(source, (slice(None),) * 3, prob)
+
+        self._start(work, apply, total=volume.shape[0], description="segmenting volume")
+
+    def _stats(self, source, predictor: Predictor):
+        key = (id(source), predictor.bundle.version_id)
+        if key not in self._stats_cache:  # volume statistics: one fit per image and model
+            self._stats_cache[key] = predictor.fit_stats(np.asarray(source.data), 3)
+        return self._stats_cache[key]
+
+    def _start(self, work, apply, total: int, description: str) -> None:
+        worker = create_worker(work, _progress={"total": total, "desc": description})
+        worker.returned.connect(apply)
+        worker.errored.connect(lambda exc: show_error(f"napari-unet: {exc}"))
+        worker.finished.connect(self._finished)
+        self.worker = worker
+        self._set_running(True)
+        worker.start()
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+            show_info("napari-unet: cancelling…")
+
+    def _finished(self) -> None:
+        self.worker = None
+        self._set_running(False)
+
+    def _set_running(self, running: bool) -> None:
+        for button in (self.slice_button, self.region_button, self.volume_button,
+                       self.save_button, self.save_prob_button):
+            button.enabled = not running
+        self.cancel_button.enabled = running
+
+    def _apply(self, source, region, prob: np.ndarray) -> None:
+        labels = self.lesion_layer(source)
+        session = self.session(source)
+        session.add_probabilities(prob, region, labels.data)
+        labels.refresh()
+        self.probability_layer(source).refresh()
+        self._update_readout()
+
+    def _threshold_changed(self, value: float) -> None:
+        source = self.image.value
+        if source is None or id(source) not in self.sessions:
+            return
+        labels = self.lesion_layer(source)
+        if self.sessions[id(source)].set_threshold(value, labels.data) is not None:
+            labels.refresh()
+            self._update_readout()
+
+    # -- readouts and export ----------------------------------------------------------
+    def _update_readout(self) -> None:
+        source = self.image.value
+        if source is None or f"{source.name} lesion" not in self.viewer.layers:
+            return
+        mask = np.asarray(self.viewer.layers[f"{source.name} lesion"].data) > 0
+        voxel_ml = float(np.prod(source.scale[-3:])) / 1000.0
+        self.readout.value = (f"{mask.sum() * voxel_ml:.2f} mL in {lesion_count(mask)} "
+                              f"lesion(s)")
+        self._update_slice_readout()
+
+    def _update_slice_readout(self, _event=None) -> None:
+        source = self.image.value
+        if source is None or f"{source.name} lesion" not in self.viewer.layers:
+            return
+        try:
+            axis, index = current_slice(self.viewer, source)
+        except ValueError:
+            return
+        mask = np.take(self.viewer.layers[f"{source.name} lesion"].data, index, axis=axis) > 0
+        pixel_mm2 = float(np.prod([s for a, s in enumerate(source.scale[-3:]) if a != axis]))
+        self.slice_readout.value = f"slice {index}: {mask.sum() * pixel_mm2:.0f} mm²"
+
+    def save_mask(self) -> None:
+        self._guarded(lambda: self._save(probabilities=False))
+
+    def save_probabilities(self) -> None:
+        self._guarded(lambda: self._save(probabilities=True))
+
+    def _save(self, probabilities: bool) -> None:
+        source = self._source()
+        path = Path(self.save_path.value)
+        if not path.name or path.is_dir():
+            raise ValueError("Choose a file name to save to (…_lesion.nii.gz)")
+        if not path.name.endswith((".nii", ".nii.gz")):
+            path = path.with_name(path.name + ".nii.gz")
+        geometry = geometry_from_metadata(source.metadata)
+        if geometry is None:
+            raise ValueError(f"{source.name!r} was not opened by napari-unet, so its source "
+                             "geometry is unknown; use File > Save Selected Layers instead")
+        if probabilities:
+            stem = case_name(path).removesuffix("_lesion")
+            prob_path = path.with_name(f"{stem}_prob.nii.gz")
+            written = write_probability_nifti(self.session(source).probability, geometry,
+                                              prob_path)
+        else:
+            written = write_labels_nifti(self.lesion_layer(source).data, geometry, path)
+        show_info(f"napari-unet: saved {written}")
+
+
+def _count_slices(generator):
+    """Re-yield a core progress generator once per finished slice (napari counts yields)."""
+    done = 0
+    while True:
+        try:
+            event = next(generator)
+        except StopIteration as stop:
+            return stop.value
+        for _ in range(event.done - done):
+            yield
+        done = event.done
+
+
+def _grow(box: slice, margin: int, length: int) -> slice:
+    start = 0 if box.start is None else max(0, box.start - margin)
+    stop = length if box.stop is None else min(length, box.stop + margin)
+    return slice(start, stop)
+
+
+def _relative(inner: slice, outer: slice, length: int) -> slice:
+    start = (inner.start or 0) - (outer.start or 0)
+    stop = (length if inner.stop is None else inner.stop) - (outer.start or 0)
+    return slice(start, stop)

@@ -1,0 +1,81 @@
+"""One image's segmentation state: cached probabilities, the mask, and hand edits.
+
+The network's probabilities are cached per voxel, so the threshold can be
+changed instantly without re-running it. Voxels the user painted or erased by
+hand are remembered and are never overwritten by a threshold change or a new
+prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Region = tuple[slice, slice, slice]
+
+
+@dataclass
+class SegmentationSession:
+    shape: tuple[int, int, int]
+    threshold: float = 0.5
+    probability: np.ndarray = field(init=False)
+    computed: np.ndarray = field(init=False)  # bool: the network ran on this voxel
+    manual: np.ndarray = field(init=False)  # bool: the user set this voxel by hand
+    auto_mask: np.ndarray = field(init=False)  # last mask we derived (to detect edits)
+
+    def __post_init__(self) -> None:
+        self.probability = np.zeros(self.shape, dtype=np.float32)
+        self.computed = np.zeros(self.shape, dtype=bool)
+        self.manual = np.zeros(self.shape, dtype=bool)
+        self.auto_mask = np.zeros(self.shape, dtype=np.uint8)
+
+    def note_edits(self, labels: np.ndarray, region: Region | None = None) -> int:
+        """Mark voxels whose label differs from what we derived as hand-edited."""
+        region = region or (slice(None),) * 3
+        changed = labels[region] != self.auto_mask[region]
+        count = int(changed.sum())
+        if count:
+            self.manual[region] |= changed
+            self.auto_mask[region] = np.where(changed, labels[region], self.auto_mask[region])
+        return count
+
+    def add_probabilities(self, probability: np.ndarray, region: Region,
+                          labels: np.ndarray) -> None:
+        """Store new probabilities for ``region`` and re-derive ``labels`` there in place.
+
+        Hand-edited voxels in ``labels`` are kept; everything outside ``region`` is untouched.
+        """
+        self.note_edits(labels)
+        self.probability[region] = probability
+        self.computed[region] = True
+        self._derive(labels, region)
+
+    def set_threshold(self, threshold: float, labels: np.ndarray) -> Region | None:
+        """Re-derive the mask from cached probabilities; returns the region that changed."""
+        self.note_edits(labels)
+        self.threshold = float(threshold)
+        if not self.computed.any():
+            return None
+        region = _bounding_box(self.computed)
+        self._derive(labels, region)
+        return region
+
+    def _derive(self, labels: np.ndarray, region: Region) -> None:
+        derived = (self.probability[region] >= self.threshold).astype(np.uint8)
+        keep = self.manual[region] | ~self.computed[region]
+        labels[region] = np.where(keep, labels[region], derived)
+        self.auto_mask[region] = np.where(keep, self.auto_mask[region], derived)
+
+    def forget_edits(self, region: Region | None = None) -> None:
+        """Let the model decide again where the user had painted (an explicit user action)."""
+        self.manual[region or (slice(None),) * 3] = False
+
+
+def _bounding_box(mask: np.ndarray) -> Region:
+    axes = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        axes.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(axes)
