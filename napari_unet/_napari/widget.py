@@ -115,7 +115,7 @@ class SegmentationWidget(Container):
         if self.model.value == FILE_CHOICE:
             path = Path(self.model_file.value)
             if not path.is_file():
-                raise ValueError("Choose a .safetensors checkpoint file for the model")
+                raise ValueError(f"{path}: no such checkpoint file; choose a .safetensors file")
             return str(path)
         return str(self.model.value)
 
