@@ -52,10 +52,10 @@ def write_synthetic_dataset(
     (the fixed validation split, identical for every training seed).
     """
     root = Path(root)
-    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
     if seed * 10000 + n_train >= VALIDATION_SEED_OFFSET:
         raise ValueError("training seeds would reach the validation seed range")
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
     jobs = [(root, f"synth_{i:04d}", "train", seed * 10000 + i, mode, template)
             for i in range(n_train)]
     jobs += [(root, f"synthval_{i:04d}", "val", VALIDATION_SEED_OFFSET + i, mode, template)

@@ -1,0 +1,140 @@
+"""The napari-unet command: help on every subcommand, predict keeps geometry, failures counted."""
+
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_unet import __version__
+from napari_unet.cli import build_parser, main
+from napari_unet.core.checkpoint import save_checkpoint
+
+from .helpers import write_nifti
+
+SUBCOMMANDS = ["predict", "synth", "train", "evaluate", "info", "sizes", "demo"]
+
+
+def test_version_from_console_script():
+    result = subprocess.run([sys.executable, "-m", "napari_unet.cli", "--version"],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == f"napari-unet {__version__}"
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_help_on_every_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: napari-unet {command}" in capsys.readouterr().out
+
+
+def test_parser_knows_all_subcommands():
+    actions = [a for a in build_parser()._actions if a.dest == "command"]
+    assert set(SUBCOMMANDS) <= set(actions[0].choices)
+
+
+def test_info_paper_prints_every_stage(capsys):
+    assert main(["info", "--paper"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters: 31,030,658" in out
+    assert "bottleneck.conv2" in out and "28 x 28    x 1024" in out
+    assert "head" in out and "388 x 388   x 2" in out
+
+
+def test_sizes_lists_572(capsys):
+    assert main(["sizes", "--min", "560", "--max", "580"]) == 0
+    assert "   572    388" in capsys.readouterr().out
+
+
+@pytest.fixture
+def tiny_model(tiny_bundle, tmp_path):
+    return save_checkpoint(tiny_bundle, tmp_path / "model" / "tiny.safetensors")
+
+
+def test_predict_flipped_anisotropic_volume_lines_up(tmp_path, tiny_model, rng, capsys):
+    """The written mask has the input's exact shape/affine, and voxel (i,j,k) is voxel (i,j,k)."""
+    affine = nib.affines.from_matvec(np.diag([-0.7, 1.3, -3.5]), [50, -80, 40])
+    data = rng.normal(100, 10, size=(40, 30, 9)).astype(np.float32)
+    data[10:20, 5:15, 2:6] += 300  # a bright block
+    source = write_nifti(tmp_path / "flipped.nii.gz", data, affine)
+    out = tmp_path / "out"
+    code = main(["predict", str(source), "--output", str(out), "--model", str(tiny_model),
+                 "--probabilities", "--threshold", "0.5"])
+    assert code == 0
+    mask_img = nib.load(out / "flipped_lesion.nii.gz")
+    prob_img = nib.load(out / "flipped_prob.nii.gz")
+    assert mask_img.shape == data.shape and prob_img.shape == data.shape
+    np.testing.assert_allclose(mask_img.affine, affine, atol=1e-5)
+    assert mask_img.get_data_dtype() == np.uint8
+    mask = np.asarray(mask_img.dataobj)
+    prob = prob_img.get_fdata()
+    np.testing.assert_array_equal(mask, (prob >= 0.5).astype(np.uint8))
+    # voxel-for-voxel: the probability map follows the bright block in the file's own order
+    from napari_unet.core.inference import Predictor
+    from napari_unet.core.io import read_image
+    from napari_unet.core.models import get_model
+
+    image = read_image(source)
+    expected = Predictor(get_model(tiny_model)).predict_volume(image.data, axis=0)
+    np.testing.assert_allclose(prob, image.geometry.to_original(expected), atol=1e-5)
+    assert "flipped.nii.gz" in capsys.readouterr().out
+
+
+def test_predict_continues_after_a_bad_input(tmp_path, tiny_model, rng, capsys):
+    good = write_nifti(tmp_path / "good.nii", rng.normal(size=(20, 20, 4)).astype(np.float32),
+                       np.eye(4))
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"")
+    code = main(["predict", str(bad), str(good), "--output", str(tmp_path / "o"),
+                 "--model", str(tiny_model)])
+    assert code == 1
+    assert (tmp_path / "o" / "good_lesion.nii.gz").exists()
+    err = capsys.readouterr().err
+    assert "bad.nii.gz: the file is empty" in err and "1 of 2 input(s) failed" in err
+
+
+def test_predict_refuses_to_overwrite(tmp_path, tiny_model, rng, capsys):
+    source = write_nifti(tmp_path / "a.nii.gz", rng.normal(size=(16, 16, 3)).astype(np.float32),
+                         np.eye(4))
+    args = ["predict", str(source), "--output", str(tmp_path / "o"), "--model", str(tiny_model)]
+    assert main(args) == 0
+    assert main(args) == 1
+    assert "exists" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_predict_dicom_folder(tmp_path, tiny_model, rng):
+    from .helpers import write_dicom_series
+
+    folder = write_dicom_series(tmp_path / "T1_series",
+                                rng.integers(0, 900, size=(4, 20, 24)).astype(np.uint16))
+    assert main(["predict", str(folder), "--output", str(tmp_path / "o"),
+                 "--model", str(tiny_model)]) == 0
+    written = nib.load(tmp_path / "o" / "T1_series_lesion.nii.gz")
+    assert written.shape == (24, 20, 4)
+
+
+def test_bad_model_is_a_clear_error(tmp_path, rng, capsys):
+    source = write_nifti(tmp_path / "a.nii.gz", rng.normal(size=(8, 8, 2)).astype(np.float32),
+                         np.eye(4))
+    assert main(["predict", str(source), "--output", str(tmp_path), "--model",
+                 str(tmp_path / "nope.safetensors")]) == 2
+    assert "nope.safetensors: no such checkpoint" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_mismatched_grids_and_scores_empty_as_one(tmp_path, capsys):
+    empty = np.zeros((10, 10, 4), np.uint8)
+    write_nifti(tmp_path / "p.nii.gz", empty, np.eye(4))
+    write_nifti(tmp_path / "t.nii.gz", empty, np.eye(4))
+    json_path = tmp_path / "m.json"
+    assert main(["evaluate", "--pred", str(tmp_path / "p.nii.gz"), "--truth",
+                 str(tmp_path / "t.nii.gz"), "--json", str(json_path)]) == 0
+    import json
+
+    assert json.loads(json_path.read_text())["summary"]["mean_dice"] == 1.0
+    write_nifti(tmp_path / "s.nii.gz", empty, np.diag([2.0, 1, 1, 1]))
+    assert main(["evaluate", "--pred", str(tmp_path / "s.nii.gz"), "--truth",
+                 str(tmp_path / "t.nii.gz")]) == 2
+    assert "affine differs" in capsys.readouterr().err
