@@ -32,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.headless or not display_available():
         from .core.demo import run_demo
 
-        print("No display: running the segmentation pipeline headless.", flush=True)
         return run_demo(args.output)
     import napari
 

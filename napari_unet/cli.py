@@ -38,8 +38,11 @@ class ProgressBar:
         decile = int(10 * done / max(total, 1))
         if decile != self._last_decile or postfix.startswith("val"):
             self._last_decile = decile
-            print(f"{self.description}: {done}/{total} {postfix}".rstrip(), file=sys.stderr,
-                  flush=True)
+            print(
+                f"{self.description}: {done}/{total} {postfix}".rstrip(),
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self._bar is not None:
@@ -65,8 +68,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         bar = ProgressBar(f"segmenting {Path(source).name}")
         try:
             result = segment_file(
-                predictor, source, args.output, threshold=args.threshold,
-                probabilities=args.probabilities, overwrite=args.overwrite,
+                predictor,
+                source,
+                args.output,
+                threshold=args.threshold,
+                probabilities=args.probabilities,
+                overwrite=args.overwrite,
                 progress=lambda event, bar=bar: bar.update(event.done, event.total),
                 volume=args.volume,
             )
@@ -77,8 +84,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         finally:
             bar.close()
         extra = f", probabilities {result.probability_path}" if result.probability_path else ""
-        print(f"{source}: {result.lesions} lesion(s), {result.lesion_ml:.2f} mL -> "
-              f"{result.mask_path}{extra}")
+        print(
+            f"{source}: {result.lesions} lesion(s), {result.lesion_ml:.2f} mL -> "
+            f"{result.mask_path}{extra}"
+        )
     if failures:
         print(f"{failures} of {len(args.inputs)} input(s) failed", file=sys.stderr)
     return 1 if failures else 0
@@ -102,12 +111,20 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .core.synth.dataset import write_synthetic_dataset
 
     bar = ProgressBar("generating cases")
-    root = write_synthetic_dataset(args.output, args.train, args.val, seed=args.seed,
-                                   mode=args.mode, workers=args.workers,
-                                   progress=lambda d, n: bar.update(d, n))
+    root = write_synthetic_dataset(
+        args.output,
+        args.train,
+        args.val,
+        seed=args.seed,
+        mode=args.mode,
+        workers=args.workers,
+        progress=lambda d, n: bar.update(d, n),
+    )
     bar.close()
-    print(f"wrote an nnU-Net raw dataset with {args.train} training and {args.val} validation "
-          f"cases to {root}")
+    print(
+        f"wrote an nnU-Net raw dataset with {args.train} training and {args.val} validation "
+        f"cases to {root}"
+    )
     return 0
 
 
@@ -124,30 +141,61 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     data = Path(args.data) if args.data else Path(args.output) / "synthetic_data"
     if not args.data and not (data / "dataset.json").exists():
-        cmd_synth(argparse.Namespace(output=data, train=args.synthetic, val=args.val,
-                                     seed=args.seed, mode=args.mode, workers=args.workers))
+        cmd_synth(
+            argparse.Namespace(
+                output=data,
+                train=args.synthetic,
+                val=args.val,
+                seed=args.seed,
+                mode=args.mode,
+                workers=args.workers,
+            )
+        )
     cases = find_cases(data, modality=args.modality)
     train_cases = [c for c in cases if c.split == "train"]
     val_cases = [c for c in cases if c.split == "val"]
     if not val_cases:  # real datasets without imagesTs: hold out a fixed 10%
         count = max(1, len(train_cases) // 10)
         val_cases, train_cases = train_cases[-count:], train_cases[:-count]
-    model_config = UNetConfig.from_dict({**DEFAULT_MODEL.to_dict(),
-                                         "in_channels": len(train_cases[0].images),
-                                         "base_width": args.base_width})
-    config = TrainConfig(model=model_config, normalization=NormalizationSpec(),
-                         steps=args.steps, batch_size=args.batch_size, patch=args.patch,
-                         lr=args.lr, val_every=args.val_every, seed=args.seed, device=args.device)
+    model_config = UNetConfig.from_dict(
+        {
+            **DEFAULT_MODEL.to_dict(),
+            "in_channels": len(train_cases[0].images),
+            "base_width": args.base_width,
+        }
+    )
+    config = TrainConfig(
+        model=model_config,
+        normalization=NormalizationSpec(),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        patch=args.patch,
+        lr=args.lr,
+        val_every=args.val_every,
+        seed=args.seed,
+        device=args.device,
+    )
     bar = ProgressBar("loading volumes")
-    train_volumes = load_volumes(train_cases, config.normalization, model_config.in_channels,
-                                 lambda d, n: bar.update(d, n))
+    train_volumes = load_volumes(
+        train_cases, config.normalization, model_config.in_channels, lambda d, n: bar.update(d, n)
+    )
     val_volumes = load_volumes(val_cases, config.normalization, model_config.in_channels)
     bar.close()
-    provenance = {"data": str(data), "train_cases": len(train_volumes),
-                  "val_cases": [v.case for v in val_volumes], "napari_unet": __version__}
+    provenance = {
+        "data": str(data),
+        "train_cases": len(train_volumes),
+        "val_cases": [v.case for v in val_volumes],
+        "napari_unet": __version__,
+    }
     bar = ProgressBar("training")
-    generator = train(train_volumes, val_volumes, config, args.output,
-                      resume=not args.no_resume, provenance=provenance)
+    generator = train(
+        train_volumes,
+        val_volumes,
+        config,
+        args.output,
+        resume=not args.no_resume,
+        provenance=provenance,
+    )
     while True:
         try:
             event = next(generator)
@@ -156,8 +204,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             break
         postfix = f"loss {event.loss:.4f}"
         if event.val_dice is not None:
-            postfix = (f"val dice {event.val_dice:.4f} f1 {event.val_f1:.4f} "
-                       f"(best {event.best_dice:.4f}) {postfix}")
+            postfix = (
+                f"val dice {event.val_dice:.4f} f1 {event.val_f1:.4f} "
+                f"(best {event.best_dice:.4f}) {postfix}"
+            )
         bar.update(event.step, event.total, postfix)
     bar.close()
     print(f"best checkpoint: {best}")
@@ -174,14 +224,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 2
     print(f"{'case':32s} {'dice':>7s} {'lesF1':>7s} {'|dV| mL':>8s} {'|dN|':>5s} {'HD95 mm':>8s}")
     for r in results:
-        print(f"{r.case:32s} {r.dice:7.4f} {r.lesion_f1:7.4f} {r.abs_volume_diff_ml:8.3f} "
-              f"{r.abs_lesion_count_diff:5d} {r.hd95_mm:8.2f}")
-    print(f"{'mean':32s} {summary['mean_dice']:7.4f} {summary['mean_lesion_f1']:7.4f} "
-          f"{summary['mean_abs_volume_diff_ml']:8.3f} {summary['mean_abs_lesion_count_diff']:5.2f} "
-          f"{summary['mean_hd95_mm']:8.2f}")
+        print(
+            f"{r.case:32s} {r.dice:7.4f} {r.lesion_f1:7.4f} {r.abs_volume_diff_ml:8.3f} "
+            f"{r.abs_lesion_count_diff:5d} {r.hd95_mm:8.2f}"
+        )
+    print(
+        f"{'mean':32s} {summary['mean_dice']:7.4f} {summary['mean_lesion_f1']:7.4f} "
+        f"{summary['mean_abs_volume_diff_ml']:8.3f} {summary['mean_abs_lesion_count_diff']:5.2f} "
+        f"{summary['mean_hd95_mm']:8.2f}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"cases": [r.to_dict() for r in results], "summary": summary}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"cases": [r.to_dict() for r in results], "summary": summary}, indent=2)
+        )
         print(f"wrote {args.json}")
     return 0
 
@@ -255,8 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", type=int, default=64, help="training cases")
     p.add_argument("--val", type=int, default=10, help="validation cases (the fixed split)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mode", choices=["hypo", "hyper"], default="hypo",
-                   help="hypointense (T1, chronic) or hyperintense (DWI/FLAIR look) lesions")
+    p.add_argument(
+        "--mode",
+        choices=["hypo", "hyper"],
+        default="hypo",
+        help="hypointense (T1, chronic) or hyperintense (DWI/FLAIR look) lesions",
+    )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.set_defaults(func=cmd_synth)
 
@@ -309,8 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     return int(args.func(args) or 0)
 
 

@@ -32,15 +32,23 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, sform_code=1, 
     return path
 
 
-def write_dicom_series(folder: Path, volume: np.ndarray, spacing=(0.8, 0.9), thickness=2.5,
-                       orientation=(1, 0, 0, 0, 1, 0), origin=(-100.0, -120.0, -40.0),
-                       slope=2.0, intercept=-1000.0, series_uid="1.2.3.4", shuffle=True,
-                       rng=None) -> Path:
+def write_dicom_series(
+    folder: Path,
+    volume: np.ndarray,
+    spacing=(0.8, 0.9),
+    thickness=2.5,
+    orientation=(1, 0, 0, 0, 1, 0),
+    origin=(-100.0, -120.0, -40.0),
+    slope=2.0,
+    intercept=-1000.0,
+    series_uid="1.2.3.4",
+    shuffle=True,
+    rng=None,
+) -> Path:
     """Write ``volume`` (slices, rows, cols) as stored values; returns the folder.
 
     Real values are stored * slope + intercept.
     """
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -55,8 +63,9 @@ def write_dicom_series(folder: Path, volume: np.ndarray, spacing=(0.8, 0.9), thi
         meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
         meta.MediaStorageSOPInstanceUID = generate_uid()
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(str(folder / f"IM{file_index:04d}.dcm"), {}, file_meta=meta,
-                         preamble=b"\0" * 128)
+        ds = FileDataset(
+            str(folder / f"IM{file_index:04d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128
+        )
         ds.SOPClassUID = meta.MediaStorageSOPClassUID
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
         ds.Modality = "MR"

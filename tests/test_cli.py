@@ -17,8 +17,12 @@ SUBCOMMANDS = ["predict", "synth", "train", "evaluate", "info", "sizes", "demo"]
 
 
 def test_version_from_console_script():
-    result = subprocess.run([sys.executable, "-m", "napari_unet.cli", "--version"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "napari_unet.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert result.stdout.strip() == f"napari-unet {__version__}"
 
 
@@ -60,8 +64,19 @@ def test_predict_flipped_anisotropic_volume_lines_up(tmp_path, tiny_model, rng, 
     data[10:20, 5:15, 2:6] += 300  # a bright block
     source = write_nifti(tmp_path / "flipped.nii.gz", data, affine)
     out = tmp_path / "out"
-    code = main(["predict", str(source), "--output", str(out), "--model", str(tiny_model),
-                 "--probabilities", "--threshold", "0.5"])
+    code = main(
+        [
+            "predict",
+            str(source),
+            "--output",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--probabilities",
+            "--threshold",
+            "0.5",
+        ]
+    )
     assert code == 0
     mask_img = nib.load(out / "flipped_lesion.nii.gz")
     prob_img = nib.load(out / "flipped_prob.nii.gz")
@@ -83,12 +98,22 @@ def test_predict_flipped_anisotropic_volume_lines_up(tmp_path, tiny_model, rng, 
 
 
 def test_predict_continues_after_a_bad_input(tmp_path, tiny_model, rng, capsys):
-    good = write_nifti(tmp_path / "good.nii", rng.normal(size=(20, 20, 4)).astype(np.float32),
-                       np.eye(4))
+    good = write_nifti(
+        tmp_path / "good.nii", rng.normal(size=(20, 20, 4)).astype(np.float32), np.eye(4)
+    )
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(b"")
-    code = main(["predict", str(bad), str(good), "--output", str(tmp_path / "o"),
-                 "--model", str(tiny_model)])
+    code = main(
+        [
+            "predict",
+            str(bad),
+            str(good),
+            "--output",
+            str(tmp_path / "o"),
+            "--model",
+            str(tiny_model),
+        ]
+    )
     assert code == 1
     assert (tmp_path / "o" / "good_lesion.nii.gz").exists()
     err = capsys.readouterr().err
@@ -96,8 +121,9 @@ def test_predict_continues_after_a_bad_input(tmp_path, tiny_model, rng, capsys):
 
 
 def test_predict_refuses_to_overwrite(tmp_path, tiny_model, rng, capsys):
-    source = write_nifti(tmp_path / "a.nii.gz", rng.normal(size=(16, 16, 3)).astype(np.float32),
-                         np.eye(4))
+    source = write_nifti(
+        tmp_path / "a.nii.gz", rng.normal(size=(16, 16, 3)).astype(np.float32), np.eye(4)
+    )
     args = ["predict", str(source), "--output", str(tmp_path / "o"), "--model", str(tiny_model)]
     assert main(args) == 0
     assert main(args) == 1
@@ -108,19 +134,34 @@ def test_predict_refuses_to_overwrite(tmp_path, tiny_model, rng, capsys):
 def test_predict_dicom_folder(tmp_path, tiny_model, rng):
     from .helpers import write_dicom_series
 
-    folder = write_dicom_series(tmp_path / "T1_series",
-                                rng.integers(0, 900, size=(4, 20, 24)).astype(np.uint16))
-    assert main(["predict", str(folder), "--output", str(tmp_path / "o"),
-                 "--model", str(tiny_model)]) == 0
+    folder = write_dicom_series(
+        tmp_path / "T1_series", rng.integers(0, 900, size=(4, 20, 24)).astype(np.uint16)
+    )
+    assert (
+        main(["predict", str(folder), "--output", str(tmp_path / "o"), "--model", str(tiny_model)])
+        == 0
+    )
     written = nib.load(tmp_path / "o" / "T1_series_lesion.nii.gz")
     assert written.shape == (24, 20, 4)
 
 
 def test_bad_model_is_a_clear_error(tmp_path, rng, capsys):
-    source = write_nifti(tmp_path / "a.nii.gz", rng.normal(size=(8, 8, 2)).astype(np.float32),
-                         np.eye(4))
-    assert main(["predict", str(source), "--output", str(tmp_path), "--model",
-                 str(tmp_path / "nope.safetensors")]) == 2
+    source = write_nifti(
+        tmp_path / "a.nii.gz", rng.normal(size=(8, 8, 2)).astype(np.float32), np.eye(4)
+    )
+    assert (
+        main(
+            [
+                "predict",
+                str(source),
+                "--output",
+                str(tmp_path),
+                "--model",
+                str(tmp_path / "nope.safetensors"),
+            ]
+        )
+        == 2
+    )
     assert "nope.safetensors: no such checkpoint" in capsys.readouterr().err
 
 
@@ -129,12 +170,34 @@ def test_evaluate_refuses_mismatched_grids_and_scores_empty_as_one(tmp_path, cap
     write_nifti(tmp_path / "p.nii.gz", empty, np.eye(4))
     write_nifti(tmp_path / "t.nii.gz", empty, np.eye(4))
     json_path = tmp_path / "m.json"
-    assert main(["evaluate", "--pred", str(tmp_path / "p.nii.gz"), "--truth",
-                 str(tmp_path / "t.nii.gz"), "--json", str(json_path)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--pred",
+                str(tmp_path / "p.nii.gz"),
+                "--truth",
+                str(tmp_path / "t.nii.gz"),
+                "--json",
+                str(json_path),
+            ]
+        )
+        == 0
+    )
     import json
 
     assert json.loads(json_path.read_text())["summary"]["mean_dice"] == 1.0
     write_nifti(tmp_path / "s.nii.gz", empty, np.diag([2.0, 1, 1, 1]))
-    assert main(["evaluate", "--pred", str(tmp_path / "s.nii.gz"), "--truth",
-                 str(tmp_path / "t.nii.gz")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--pred",
+                str(tmp_path / "s.nii.gz"),
+                "--truth",
+                str(tmp_path / "t.nii.gz"),
+            ]
+        )
+        == 2
+    )
     assert "affine differs" in capsys.readouterr().err

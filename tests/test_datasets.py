@@ -17,11 +17,13 @@ def _pair(image_path, mask_path, rng):
 
 def test_nnunet_raw_layout(tmp_path, rng):
     for case in ("a", "b"):
-        _pair(tmp_path / "imagesTr" / f"{case}_0000.nii.gz", tmp_path / "labelsTr" /
-              f"{case}.nii.gz", rng)
+        _pair(
+            tmp_path / "imagesTr" / f"{case}_0000.nii.gz",
+            tmp_path / "labelsTr" / f"{case}.nii.gz",
+            rng,
+        )
     _pair(tmp_path / "imagesTs" / "v_0000.nii.gz", tmp_path / "labelsTs" / "v.nii.gz", rng)
-    write_nifti(tmp_path / "imagesTr" / "a_0001.nii.gz", np.zeros((8, 8, 4), np.float32),
-                np.eye(4))
+    write_nifti(tmp_path / "imagesTr" / "a_0001.nii.gz", np.zeros((8, 8, 4), np.float32), np.eye(4))
     cases = {c.case: c for c in find_cases(tmp_path)}
     assert set(cases) == {"a", "b", "v"}
     assert len(cases["a"].images) == 2 and cases["v"].split == "val"
@@ -29,8 +31,7 @@ def test_nnunet_raw_layout(tmp_path, rng):
 
 def test_nnunet_missing_label_is_named(tmp_path, rng):
     _pair(tmp_path / "imagesTr" / "a_0000.nii.gz", tmp_path / "labelsTr" / "a.nii.gz", rng)
-    write_nifti(tmp_path / "imagesTr" / "b_0000.nii.gz", np.zeros((8, 8, 4), np.float32),
-                np.eye(4))
+    write_nifti(tmp_path / "imagesTr" / "b_0000.nii.gz", np.zeros((8, 8, 4), np.float32), np.eye(4))
     with pytest.raises(DatasetLayoutError, match="no label for case 'b'"):
         find_cases(tmp_path)
 
@@ -39,18 +40,35 @@ def test_atlas_v2_style_bids(tmp_path, rng):
     """ATLAS v2.0: sub-X/ses-1/anat/*_T1w.nii.gz with masks in derivatives."""
     base = tmp_path / "ATLAS_2" / "Training" / "R001"
     for sub in ("sub-r001s001", "sub-r001s002"):
-        _pair(base / sub / "ses-1" / "anat" / f"{sub}_ses-1_space-MNI152NLin2009aSym_T1w.nii.gz",
-              base / "derivatives" / "lesions" / sub / "ses-1" / "anat" /
-              f"{sub}_ses-1_space-MNI152NLin2009aSym_label-L_desc-T1lesion_mask.nii.gz", rng)
+        _pair(
+            base / sub / "ses-1" / "anat" / f"{sub}_ses-1_space-MNI152NLin2009aSym_T1w.nii.gz",
+            base
+            / "derivatives"
+            / "lesions"
+            / sub
+            / "ses-1"
+            / "anat"
+            / f"{sub}_ses-1_space-MNI152NLin2009aSym_label-L_desc-T1lesion_mask.nii.gz",
+            rng,
+        )
     cases = find_cases(base)
     assert [c.case for c in cases] == ["sub-r001s001_ses-1", "sub-r001s002_ses-1"]
 
 
 def test_isles_2022_style_bids(tmp_path, rng):
-    _pair(tmp_path / "sub-strokecase0001" / "ses-0001" / "dwi" /
-          "sub-strokecase0001_ses-0001_dwi.nii.gz",
-          tmp_path / "derivatives" / "sub-strokecase0001" / "ses-0001" /
-          "sub-strokecase0001_ses-0001_msk.nii.gz", rng)
+    _pair(
+        tmp_path
+        / "sub-strokecase0001"
+        / "ses-0001"
+        / "dwi"
+        / "sub-strokecase0001_ses-0001_dwi.nii.gz",
+        tmp_path
+        / "derivatives"
+        / "sub-strokecase0001"
+        / "ses-0001"
+        / "sub-strokecase0001_ses-0001_msk.nii.gz",
+        rng,
+    )
     cases = find_cases(tmp_path, modality="dwi")
     assert len(cases) == 1 and cases[0].case == "sub-strokecase0001_ses-0001"
 

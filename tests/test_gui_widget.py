@@ -45,8 +45,9 @@ def test_manifest_widget_and_sample_layers(viewer_with_widget):
     assert type(widget).__name__ == "SegmentationWidget"
 
 
-def test_segment_slice_with_file_model_updates_only_that_slice(viewer_with_widget, qtbot,
-                                                                tiny_checkpoint):
+def test_segment_slice_with_file_model_updates_only_that_slice(
+    viewer_with_widget, qtbot, tiny_checkpoint
+):
     viewer, widget = viewer_with_widget
     widget.model.value = "checkpoint file…"
     widget.model_file.value = tiny_checkpoint
@@ -95,8 +96,9 @@ def test_threshold_keeps_hand_painted_voxels(viewer_with_widget, qtbot, tiny_che
     assert not labels.data[99].any()  # other slices were never computed: untouched
 
 
-def test_volume_can_be_cancelled_and_errors_notify(viewer_with_widget, qtbot, tiny_checkpoint,
-                                                   monkeypatch):
+def test_volume_can_be_cancelled_and_errors_notify(
+    viewer_with_widget, qtbot, tiny_checkpoint, monkeypatch
+):
     viewer, widget = viewer_with_widget
     errors = []
     monkeypatch.setattr("napari_unet._napari.widget.show_error", errors.append)

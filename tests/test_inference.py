@@ -13,8 +13,9 @@ from napari_unet.core.unet import UNet, UNetConfig
 
 def _bundle(padding: str, depth: int = 3, in_channels: int = 1) -> ModelBundle:
     torch.manual_seed(7)
-    config = UNetConfig(in_channels=in_channels, num_classes=2, base_width=8, depth=depth,
-                        padding=padding)
+    config = UNetConfig(
+        in_channels=in_channels, num_classes=2, base_width=8, depth=depth, padding=padding
+    )
     return ModelBundle(UNet(config).eval(), config, NormalizationSpec(), "t")
 
 
@@ -41,8 +42,9 @@ def test_valid_single_pass_matches_raw_network_on_padded_input(rng):
     padded = plan.pad(normalized)
     with torch.inference_mode():
         raw = bundle.model.lesion_probability(bundle.model(torch.from_numpy(padded[None])))[0]
-    np.testing.assert_allclose(predictor.predict_slice(image, stats), raw.numpy()[:60, :60],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        predictor.predict_slice(image, stats), raw.numpy()[:60, :60], atol=1e-6
+    )
 
 
 def test_paper_configuration_tiles_a_larger_image(rng):

@@ -1,4 +1,4 @@
-"""I/O keeps geometry: every orientation round-trips, DICOM sorts and rescales, bad files fail clearly."""
+"""I/O keeps geometry: orientations round-trip, DICOM sorts and rescales, bad files fail clearly."""
 
 import gzip
 
@@ -113,8 +113,9 @@ def test_read_only_folder_gives_clear_error(tmp_path, volume, monkeypatch):
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     with pytest.raises(ImageWriteError, match=r"m.nii.gz: cannot write here \(Permission denied"):
-        write_labels_nifti(np.zeros(image.data.shape, np.uint8), image.geometry,
-                           tmp_path / "m.nii.gz")
+        write_labels_nifti(
+            np.zeros(image.data.shape, np.uint8), image.geometry, tmp_path / "m.nii.gz"
+        )
     assert not (tmp_path / "m.nii.gz").exists()
 
 
@@ -129,8 +130,9 @@ def test_interrupted_write_keeps_old_file(tmp_path, volume, monkeypatch):
 
     monkeypatch.setattr(nib, "save", full_disk)
     with pytest.raises(ImageWriteError, match="No space left"):
-        write_labels_nifti(np.ones(image.data.shape, np.uint8), image.geometry, target,
-                           overwrite=True)
+        write_labels_nifti(
+            np.ones(image.data.shape, np.uint8), image.geometry, target, overwrite=True
+        )
     assert target.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
 
@@ -170,18 +172,24 @@ def test_4d_choose_volume_or_channels(tmp_path, rng):
 
 
 def test_co_registered_channels_and_mismatch(tmp_path, rng):
-    dwi = write_nifti(tmp_path / "dwi.nii.gz", rng.random((10, 12, 8), dtype=np.float32),
-                      AFFINES["ras"])
-    adc = write_nifti(tmp_path / "adc.nii.gz", rng.random((10, 12, 8), dtype=np.float32),
-                      AFFINES["ras"])
+    dwi = write_nifti(
+        tmp_path / "dwi.nii.gz", rng.random((10, 12, 8), dtype=np.float32), AFFINES["ras"]
+    )
+    adc = write_nifti(
+        tmp_path / "adc.nii.gz", rng.random((10, 12, 8), dtype=np.float32), AFFINES["ras"]
+    )
     both = read_channels([dwi, adc])
     assert both.data.shape == (2, 8, 12, 10) and both.channel_names == ["dwi", "adc"]
-    moved = write_nifti(tmp_path / "moved.nii.gz", rng.random((10, 12, 8), dtype=np.float32),
-                        nib.affines.from_matvec(np.eye(3), [5, 0, 0]))
+    moved = write_nifti(
+        tmp_path / "moved.nii.gz",
+        rng.random((10, 12, 8), dtype=np.float32),
+        nib.affines.from_matvec(np.eye(3), [5, 0, 0]),
+    )
     with pytest.raises(GeometryMismatchError, match="moved.nii.gz: its affine differs"):
         read_channels([dwi, moved])
-    small = write_nifti(tmp_path / "small.nii.gz", rng.random((9, 12, 8), dtype=np.float32),
-                        AFFINES["ras"])
+    small = write_nifti(
+        tmp_path / "small.nii.gz", rng.random((9, 12, 8), dtype=np.float32), AFFINES["ras"]
+    )
     with pytest.raises(GeometryMismatchError, match="small.nii.gz: shape"):
         read_channels([dwi, small])
 
@@ -230,8 +238,9 @@ def test_dicom_oblique_matches_itk(tmp_path, rng):
     c, s = np.cos(0.3), np.sin(0.3)
     orientation = (c, s, 0.0, 0.0, 0.0, -1.0)  # oblique coronal
     stored = rng.integers(0, 500, size=(5, 12, 14)).astype(np.uint16)
-    folder = write_dicom_series(tmp_path / "obl", stored, orientation=orientation,
-                                slope=1.0, intercept=0.0)
+    folder = write_dicom_series(
+        tmp_path / "obl", stored, orientation=orientation, slope=1.0, intercept=0.0
+    )
     image = read_image(folder)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
@@ -255,16 +264,16 @@ def test_dicom_mixed_series_rejected(tmp_path, rng):
 def test_dicom_mixed_orientation_and_size_rejected(tmp_path, rng):
     stored = rng.integers(0, 100, size=(3, 8, 8)).astype(np.uint16)
     folder = write_dicom_series(tmp_path / "a", stored)
-    write_dicom_series(tmp_path / "b", stored, orientation=(0, 1, 0, 0, 0, -1),
-                       origin=(0, 0, 500))
+    write_dicom_series(tmp_path / "b", stored, orientation=(0, 1, 0, 0, 0, -1), origin=(0, 0, 500))
     for i, f in enumerate(sorted((tmp_path / "b").iterdir())):
         f.rename(folder / f"B{i}.dcm")
     with pytest.raises(ImageReadError, match="different orientations"):
         read_image(folder)
     for f in sorted(folder.glob("B*")):
         f.unlink()
-    write_dicom_series(tmp_path / "c", rng.integers(0, 9, size=(2, 10, 8)).astype(np.uint16),
-                       origin=(0, 0, 900))
+    write_dicom_series(
+        tmp_path / "c", rng.integers(0, 9, size=(2, 10, 8)).astype(np.uint16), origin=(0, 0, 900)
+    )
     for i, f in enumerate(sorted((tmp_path / "c").iterdir())):
         f.rename(folder / f"C{i}.dcm")
     with pytest.raises(ImageReadError, match="different sizes"):

@@ -30,10 +30,12 @@ def test_dice_known_values():
 
 
 def test_lesion_f1_and_count():
-    truth = _cube((20, 20, 20), (0, 0, 0), (3, 3, 3)) | _cube((20, 20, 20), (10, 10, 10),
-                                                                (13, 13, 13))
-    pred = _cube((20, 20, 20), (1, 1, 1), (2, 2, 2)) | _cube((20, 20, 20), (16, 16, 16),
-                                                               (18, 18, 18))
+    truth = _cube((20, 20, 20), (0, 0, 0), (3, 3, 3)) | _cube(
+        (20, 20, 20), (10, 10, 10), (13, 13, 13)
+    )
+    pred = _cube((20, 20, 20), (1, 1, 1), (2, 2, 2)) | _cube(
+        (20, 20, 20), (16, 16, 16), (18, 18, 18)
+    )
     assert lesion_count(truth) == 2 and lesion_count(pred) == 2
     # one true lesion found (tp=1), one missed (fn=1), one false blob (fp=1): F1 = 2/4
     assert lesion_f1(pred, truth) == pytest.approx(0.5)

@@ -28,11 +28,21 @@ def _volume(seed: int) -> Volume:
 
 
 def _config(steps: int, seed: int = 0) -> TrainConfig:
-    model = UNetConfig(in_channels=1, num_classes=1, base_width=8, depth=2, padding="same",
-                       norm="batch")
-    return TrainConfig(model=model, normalization=NormalizationSpec(scheme="none"), patch=32,
-                       batch_size=8, steps=steps, lr=2e-2, warmup=5, val_every=20, seed=seed,
-                       device="cpu")
+    model = UNetConfig(
+        in_channels=1, num_classes=1, base_width=8, depth=2, padding="same", norm="batch"
+    )
+    return TrainConfig(
+        model=model,
+        normalization=NormalizationSpec(scheme="none"),
+        patch=32,
+        batch_size=8,
+        steps=steps,
+        lr=2e-2,
+        warmup=5,
+        val_every=20,
+        seed=seed,
+        device="cpu",
+    )
 
 
 def _run(volumes, config, run_dir, resume=True, stop_after=None):

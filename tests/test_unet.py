@@ -125,8 +125,9 @@ def test_sigmoid_head_gives_probability_in_unit_interval():
 
 @pytest.mark.parametrize("norm", ["none", "batch", "instance", "group"])
 def test_variants_run_and_keep_same_size(norm):
-    config = UNetConfig(in_channels=2, num_classes=2, base_width=8, depth=3, padding="same",
-                        norm=norm, dropout=0.1)
+    config = UNetConfig(
+        in_channels=2, num_classes=2, base_width=8, depth=3, padding="same", norm=norm, dropout=0.1
+    )
     model = UNet(config).eval()
     with torch.inference_mode():
         out = model(torch.randn(2, 2, 48, 40))
@@ -139,8 +140,15 @@ def test_variants_run_and_keep_same_size(norm):
 
 
 def test_config_json_round_trip():
-    config = UNetConfig(in_channels=3, num_classes=1, base_width=16, depth=3, padding="same",
-                        norm="group", dropout=0.2)
+    config = UNetConfig(
+        in_channels=3,
+        num_classes=1,
+        base_width=16,
+        depth=3,
+        padding="same",
+        norm="group",
+        dropout=0.2,
+    )
     text = config.to_json()
     assert json.loads(text)["norm"] == "group"
     assert UNetConfig.from_json(text) == config

@@ -21,8 +21,9 @@ def image_layer_tuple(image: LoadedImage, name: str | None = None) -> tuple:
     }
     if image.data.ndim == 4:
         kwargs["channel_axis"] = 0
-        kwargs["name"] = image.channel_names or [f"{image.name} [{i}]"
-                                                 for i in range(image.data.shape[0])]
+        kwargs["name"] = image.channel_names or [
+            f"{image.name} [{i}]" for i in range(image.data.shape[0])
+        ]
         kwargs["metadata"] = [kwargs["metadata"]] * image.data.shape[0]
         kwargs["scale"] = [kwargs["scale"]] * image.data.shape[0]
         kwargs.pop("colormap")

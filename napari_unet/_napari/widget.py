@@ -61,28 +61,37 @@ class SegmentationWidget(Container):
         self.worker = None
 
         self.image = ComboBox(label="image", choices=self._image_layers)
-        self.model = ComboBox(label="model", choices=[*BUNDLED, FILE_CHOICE],
-                              value=DEFAULT_MODEL)
+        self.model = ComboBox(label="model", choices=[*BUNDLED, FILE_CHOICE], value=DEFAULT_MODEL)
         self.model_file = FileEdit(label="checkpoint", filter="*.safetensors", visible=False)
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"],
-                               value="auto")
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self.slice_button = PushButton(text="Segment current slice [Alt+S]")
         self.region_button = PushButton(text="Segment visible region [Alt+R]")
         self.volume_button = PushButton(text="Segment volume [Alt+V]")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.threshold = FloatSlider(label="threshold", min=0.05, max=0.95, step=0.05,
-                                     value=0.5)
+        self.threshold = FloatSlider(label="threshold", min=0.05, max=0.95, step=0.05, value=0.5)
         self.readout = Label(label="lesion", value="no segmentation yet")
         self.slice_readout = Label(label="this slice", value="")
         self.save_path = FileEdit(label="save to", mode="w", filter="*.nii.gz")
         self.save_button = PushButton(text="Save lesion mask (NIfTI)")
         self.save_prob_button = PushButton(text="Save probabilities (NIfTI)")
-        self.extend([
-            self.image, self.model, self.model_file, self.device,
-            self.slice_button, self.region_button, self.volume_button, self.cancel_button,
-            self.threshold, self.readout, self.slice_readout,
-            self.save_path, self.save_button, self.save_prob_button,
-        ])
+        self.extend(
+            [
+                self.image,
+                self.model,
+                self.model_file,
+                self.device,
+                self.slice_button,
+                self.region_button,
+                self.volume_button,
+                self.cancel_button,
+                self.threshold,
+                self.readout,
+                self.slice_readout,
+                self.save_path,
+                self.save_button,
+                self.save_prob_button,
+            ]
+        )
 
         self.model.changed.connect(lambda v: setattr(self.model_file, "visible", v == FILE_CHOICE))
         self.slice_button.changed.connect(self.segment_slice)
@@ -95,8 +104,11 @@ class SegmentationWidget(Container):
         viewer.layers.events.inserted.connect(self.image.reset_choices)
         viewer.layers.events.removed.connect(self.image.reset_choices)
         viewer.dims.events.current_step.connect(self._update_slice_readout)
-        for key, action in (("Alt-S", self.segment_slice), ("Alt-R", self.segment_region),
-                            ("Alt-V", self.segment_volume)):
+        for key, action in (
+            ("Alt-S", self.segment_slice),
+            ("Alt-R", self.segment_region),
+            ("Alt-V", self.segment_volume),
+        ):
             viewer.bind_key(key, lambda _v, action=action: action(), overwrite=True)
 
     # -- layers -----------------------------------------------------------------------
@@ -127,8 +139,12 @@ class SegmentationWidget(Container):
         if name in self.viewer.layers:
             return self.viewer.layers[name]
         layer = self.viewer.add_labels(
-            np.zeros(source.data.shape, dtype=np.uint8), name=name, scale=source.scale,
-            translate=source.translate, metadata=dict(source.metadata), opacity=0.6,
+            np.zeros(source.data.shape, dtype=np.uint8),
+            name=name,
+            scale=source.scale,
+            translate=source.translate,
+            metadata=dict(source.metadata),
+            opacity=0.6,
         )
         layer.events.data.connect(lambda _e: self._update_readout())
         layer.events.paint.connect(lambda _e: self._update_readout())
@@ -141,17 +157,22 @@ class SegmentationWidget(Container):
             return self.viewer.layers[name]
         session = self.session(source)
         layer = self.viewer.add_image(
-            session.probability, name=name, scale=source.scale, translate=source.translate,
-            metadata=dict(source.metadata), colormap="magma", contrast_limits=(0, 1),
-            opacity=0.4, visible=False,
+            session.probability,
+            name=name,
+            scale=source.scale,
+            translate=source.translate,
+            metadata=dict(source.metadata),
+            colormap="magma",
+            contrast_limits=(0, 1),
+            opacity=0.4,
+            visible=False,
         )
         return layer
 
     def session(self, source: napari.layers.Image) -> SegmentationSession:
         key = id(source)
         if key not in self.sessions:
-            self.sessions[key] = SegmentationSession(tuple(source.data.shape),
-                                                     self.threshold.value)
+            self.sessions[key] = SegmentationSession(tuple(source.data.shape), self.threshold.value)
         return self.sessions[key]
 
     # -- actions ----------------------------------------------------------------------
@@ -178,7 +199,7 @@ class SegmentationWidget(Container):
         source = self._source()
         axis, index = current_slice(self.viewer, source)
         predictor = self._predictor()
-        session = self.session(source)
+        self.session(source)
         image = np.asarray(np.take(source.data, index, axis=axis), dtype=np.float32)
         rows, cols = slice(None), slice(None)
         if visible_only:
@@ -243,8 +264,13 @@ class SegmentationWidget(Container):
         self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
-        for button in (self.slice_button, self.region_button, self.volume_button,
-                       self.save_button, self.save_prob_button):
+        for button in (
+            self.slice_button,
+            self.region_button,
+            self.volume_button,
+            self.save_button,
+            self.save_prob_button,
+        ):
             button.enabled = not running
         self.cancel_button.enabled = running
 
@@ -272,8 +298,7 @@ class SegmentationWidget(Container):
             return
         mask = np.asarray(self.viewer.layers[f"{source.name} lesion"].data) > 0
         voxel_ml = float(np.prod(source.scale[-3:])) / 1000.0
-        self.readout.value = (f"{mask.sum() * voxel_ml:.2f} mL in {lesion_count(mask)} "
-                              f"lesion(s)")
+        self.readout.value = f"{mask.sum() * voxel_ml:.2f} mL in {lesion_count(mask)} lesion(s)"
         self._update_slice_readout()
 
     def _update_slice_readout(self, _event=None) -> None:
@@ -303,13 +328,14 @@ class SegmentationWidget(Container):
             path = path.with_name(path.name + ".nii.gz")
         geometry = geometry_from_metadata(source.metadata)
         if geometry is None:
-            raise ValueError(f"{source.name!r} was not opened by napari-unet, so its source "
-                             "geometry is unknown; use File > Save Selected Layers instead")
+            raise ValueError(
+                f"{source.name!r} was not opened by napari-unet, so its source "
+                "geometry is unknown; use File > Save Selected Layers instead"
+            )
         if probabilities:
             stem = case_name(path).removesuffix("_lesion")
             prob_path = path.with_name(f"{stem}_prob.nii.gz")
-            written = write_probability_nifti(self.session(source).probability, geometry,
-                                              prob_path)
+            written = write_probability_nifti(self.session(source).probability, geometry, prob_path)
         else:
             written = write_labels_nifti(self.lesion_layer(source).data, geometry, path)
         show_info(f"napari-unet: saved {written}")

@@ -40,6 +40,5 @@ def write_image(path: str, data: Any, meta: dict) -> list[str]:
     data = np.asarray(data, dtype=np.float32)
     if data.ndim == 2:
         data = data[None]
-    target = write_probability_nifti(data, _geometry(data, meta), _nifti_path(path),
-                                     overwrite=True)
+    target = write_probability_nifti(data, _geometry(data, meta), _nifti_path(path), overwrite=True)
     return [str(target)]

@@ -103,7 +103,9 @@ def save_checkpoint(bundle: ModelBundle, path: str | Path, overwrite: bool = Fal
         raise CheckpointError(f"{path}: checkpoints are written as .safetensors files")
     side = sidecar_path(path)
     if not overwrite and (path.exists() or side.exists()):
-        raise CheckpointError(f"{path}: a checkpoint already exists; pass overwrite=True to replace it")
+        raise CheckpointError(
+            f"{path}: a checkpoint already exists; pass overwrite=True to replace it"
+        )
     state = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
     _atomic_write_bytes(path, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
     meta = bundle.sidecar(sha256_file(path))

@@ -14,6 +14,7 @@ def _pairs(pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
     if pred.is_file() and truth.is_file():
         return [(case_name(truth), pred, truth)]
     if pred.is_dir() and truth.is_dir():
+
         def index(folder: Path, strip: tuple[str, ...]) -> dict[str, Path]:
             out = {}
             for path in sorted(folder.glob("*.nii*")):
@@ -41,11 +42,14 @@ def evaluate_paths(pred: str | Path, truth: str | Path) -> tuple[list[CaseMetric
     for name, pred_path, truth_path in _pairs(Path(pred), Path(truth)):
         p, t = read_image(pred_path), read_image(truth_path)
         if p.geometry.shape != t.geometry.shape:
-            raise ValueError(f"{pred_path}: shape {p.geometry.shape} differs from {truth_path} "
-                             f"{t.geometry.shape}; refusing to compare")
+            raise ValueError(
+                f"{pred_path}: shape {p.geometry.shape} differs from {truth_path} "
+                f"{t.geometry.shape}; refusing to compare"
+            )
         if not np.allclose(p.geometry.affine, t.geometry.affine, atol=1e-3):
-            raise ValueError(f"{pred_path}: affine differs from {truth_path}'s; the masks are not "
-                             "in one voxel grid, refusing to compare")
-        results.append(evaluate_case(name, p.data > 0.5, t.data > 0.5,
-                                     t.geometry.display_spacing))
+            raise ValueError(
+                f"{pred_path}: affine differs from {truth_path}'s; the masks are not "
+                "in one voxel grid, refusing to compare"
+            )
+        results.append(evaluate_case(name, p.data > 0.5, t.data > 0.5, t.geometry.display_spacing))
     return results, summarize(results)

@@ -88,8 +88,9 @@ class CaseMetrics:
         return asdict(self)
 
 
-def evaluate_case(case: str, pred: np.ndarray, truth: np.ndarray,
-                  spacing: tuple[float, ...]) -> CaseMetrics:
+def evaluate_case(
+    case: str, pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]
+) -> CaseMetrics:
     """All ISLES 2022 metrics and HD95 for one case."""
     if pred.shape != truth.shape:
         raise ValueError(f"{case}: prediction shape {pred.shape} != truth shape {truth.shape}")

@@ -26,8 +26,12 @@ class SegmentationResult:
     lesions: int
 
 
-def segment_image(predictor: Predictor, image: LoadedImage, axis: int = 0,
-                  progress: Callable[[Progress], None] | None = None) -> np.ndarray:
+def segment_image(
+    predictor: Predictor,
+    image: LoadedImage,
+    axis: int = 0,
+    progress: Callable[[Progress], None] | None = None,
+) -> np.ndarray:
     """Lesion probability for a loaded image (display order), slice by slice along ``axis``."""
     return predictor.predict_volume(image.data, axis=axis, progress=progress)
 
@@ -49,11 +53,18 @@ def segment_file(
     mask = (prob >= (bundle.threshold if threshold is None else threshold)).astype(np.uint8)
     name = case_name(source)
     output_dir = Path(output_dir)
-    mask_path = write_labels_nifti(mask, image.geometry, output_dir / f"{name}_lesion.nii.gz",
-                                   overwrite=overwrite)
+    mask_path = write_labels_nifti(
+        mask, image.geometry, output_dir / f"{name}_lesion.nii.gz", overwrite=overwrite
+    )
     prob_path = None
     if probabilities:
-        prob_path = write_probability_nifti(prob, image.geometry,
-                                            output_dir / f"{name}_prob.nii.gz", overwrite)
-    return SegmentationResult(Path(source), mask_path, prob_path,
-                              volume_ml(mask, image.geometry.display_spacing), lesion_count(mask))
+        prob_path = write_probability_nifti(
+            prob, image.geometry, output_dir / f"{name}_prob.nii.gz", overwrite
+        )
+    return SegmentationResult(
+        Path(source),
+        mask_path,
+        prob_path,
+        volume_ml(mask, image.geometry.display_spacing),
+        lesion_count(mask),
+    )

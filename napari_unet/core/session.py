@@ -40,8 +40,9 @@ class SegmentationSession:
             self.auto_mask[region] = np.where(changed, labels[region], self.auto_mask[region])
         return count
 
-    def add_probabilities(self, probability: np.ndarray, region: Region,
-                          labels: np.ndarray) -> None:
+    def add_probabilities(
+        self, probability: np.ndarray, region: Region, labels: np.ndarray
+    ) -> None:
         """Store new probabilities for ``region`` and re-derive ``labels`` there in place.
 
         Hand-edited voxels in ``labels`` are kept; everything outside ``region`` is untouched.

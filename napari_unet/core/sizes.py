@@ -83,7 +83,9 @@ def legal_input_sizes(
 def nearest_legal_sizes(size: int, config: UNetConfig) -> tuple[int | None, int]:
     """The closest legal input size below (None if none) and above ``size``."""
     below = next((s for s in range(size - 1, 0, -1) if is_legal(s, config)), None)
-    above = next(s for s in range(size + 1, size + 2**config.depth * 8 + 256) if is_legal(s, config))
+    above = next(
+        s for s in range(size + 1, size + 2**config.depth * 8 + 256) if is_legal(s, config)
+    )
     return below, above
 
 

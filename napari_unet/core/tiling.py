@@ -89,8 +89,14 @@ def plan_axis(length: int, config: UNetConfig, max_tile: int) -> AxisPlan:
     if single_in <= max_tile:
         pad_before = (single_in - length) // 2
         return AxisPlan(
-            length, single_in, single_in, pad_before, single_in - length - pad_before, (0,),
-            -pad_before, 0,
+            length,
+            single_in,
+            single_in,
+            pad_before,
+            single_in - length - pad_before,
+            (0,),
+            -pad_before,
+            0,
         )
     in_size = max_tile
     overlap = max(multiple, _round_up(in_size // 4, multiple))
@@ -99,7 +105,9 @@ def plan_axis(length: int, config: UNetConfig, max_tile: int) -> AxisPlan:
     count = math.ceil(max(length + 2 * pad_before - in_size, 0) / stride) + 1
     starts = tuple(k * stride for k in range(count))
     pad_after = starts[-1] + in_size - pad_before - length
-    return AxisPlan(length, in_size, in_size, pad_before, pad_after, starts, -pad_before, overlap // 2)
+    return AxisPlan(
+        length, in_size, in_size, pad_before, pad_after, starts, -pad_before, overlap // 2
+    )
 
 
 @dataclass(frozen=True)

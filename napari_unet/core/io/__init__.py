@@ -42,7 +42,9 @@ def can_read(path: str | Path) -> bool:
     return is_nifti_path(path) or is_2d_path(path) or looks_like_dicom_folder(path)
 
 
-def read_image(path: str | Path, volume: int | None = None, all_volumes: bool = False) -> LoadedImage:
+def read_image(
+    path: str | Path, volume: int | None = None, all_volumes: bool = False
+) -> LoadedImage:
     """Read any supported image; raises :class:`ImageReadError` naming the file."""
     path = Path(path)
     if is_nifti_path(path):
@@ -51,8 +53,9 @@ def read_image(path: str | Path, volume: int | None = None, all_volumes: bool = 
         return read_slices(path)
     if path.is_dir():
         return read_dicom_series(path)
-    raise ImageReadError(path, "unsupported file type (expected .nii, .nii.gz, .png, .tif, "
-                         ".tiff or a DICOM folder)")
+    raise ImageReadError(
+        path, "unsupported file type (expected .nii, .nii.gz, .png, .tif, .tiff or a DICOM folder)"
+    )
 
 
 def read_channels(paths: list[str | Path]) -> LoadedImage:
@@ -75,5 +78,6 @@ def read_channels(paths: list[str | Path]) -> LoadedImage:
             )
     data = np.stack([im.data if im.data.ndim == 3 else im.data[0] for im in images])
     names = [case_name(p) for p in paths]
-    return LoadedImage(data, reference.geometry, reference.path, names,
-                       sum((im.warnings for im in images), []))
+    return LoadedImage(
+        data, reference.geometry, reference.path, names, sum((im.warnings for im in images), [])
+    )

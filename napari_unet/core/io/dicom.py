@@ -25,10 +25,7 @@ def looks_like_dicom_folder(path: str | Path) -> bool:
     path = Path(path)
     if not path.is_dir():
         return False
-    for child in sorted(path.iterdir())[:50]:
-        if child.is_file() and _has_dicom_magic(child):
-            return True
-    return False
+    return any(child.is_file() and _has_dicom_magic(child) for child in sorted(path.iterdir())[:50])
 
 
 def _has_dicom_magic(path: Path) -> bool:
@@ -71,14 +68,22 @@ def read_dicom_series(folder: str | Path) -> LoadedImage:
     distances = np.array([p @ normal for p in positions])
     order = np.argsort(distances, kind="stable")
     if len(np.unique(np.round(distances, 4))) != len(distances):
-        raise ImageReadError(folder, "two slices share one position: is this a multi-echo or "
-                             "multi-phase series? Split it into one folder per volume.")
+        raise ImageReadError(
+            folder,
+            "two slices share one position: is this a multi-echo or "
+            "multi-phase series? Split it into one folder per volume.",
+        )
     gaps = np.diff(distances[order])
-    slice_spacing = float(np.median(gaps)) if gaps.size else float(
-        getattr(first, "SliceThickness", 1.0) or 1.0)
+    slice_spacing = (
+        float(np.median(gaps)) if gaps.size else float(getattr(first, "SliceThickness", 1.0) or 1.0)
+    )
     if gaps.size and np.ptp(gaps) > 0.01 * abs(slice_spacing) + 1e-3:
-        log.warning("%s: uneven slice gaps (%.3f..%.3f mm); using the median", folder,
-                    gaps.min(), gaps.max())
+        log.warning(
+            "%s: uneven slice gaps (%.3f..%.3f mm); using the median",
+            folder,
+            gaps.min(),
+            gaps.max(),
+        )
     rows, cols = int(first.Rows), int(first.Columns)
     check_size(folder, (cols, rows, len(files)), 4)
     volume = np.empty((cols, rows, len(files)), dtype=np.float32)
@@ -115,7 +120,8 @@ def _check_single_series(folder: Path, headers) -> None:
     series = distinct("SeriesInstanceUID", str)
     if len(series) > 1:
         raise ImageReadError(
-            folder, f"the folder mixes {len(series)} series (SeriesInstanceUID "
+            folder,
+            f"the folder mixes {len(series)} series (SeriesInstanceUID "
             f"{', '.join(str(s) for s in list(series)[:3])}); put each series in its own folder",
         )
     orientations = distinct(
@@ -123,8 +129,11 @@ def _check_single_series(folder: Path, headers) -> None:
     )
     if len(orientations) > 1:
         files = [p.name for p in orientations.values()]
-        raise ImageReadError(folder, f"slices have different orientations (e.g. {files[:2]}); "
-                             "a series must share one ImageOrientationPatient")
+        raise ImageReadError(
+            folder,
+            f"slices have different orientations (e.g. {files[:2]}); "
+            "a series must share one ImageOrientationPatient",
+        )
     sizes = distinct("Rows", int), distinct("Columns", int)
     if len(sizes[0]) > 1 or len(sizes[1]) > 1:
         raise ImageReadError(folder, "slices have different sizes (Rows/Columns differ)")

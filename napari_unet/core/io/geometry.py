@@ -20,8 +20,14 @@ import numpy as np
 from nibabel import orientations as ornt
 
 DISPLAY_AXCODES = ("S", "P", "L")
-AXIS_NAMES = {"S": "axial", "I": "axial", "A": "coronal", "P": "coronal", "L": "sagittal",
-              "R": "sagittal"}
+AXIS_NAMES = {
+    "S": "axial",
+    "I": "axial",
+    "A": "coronal",
+    "P": "coronal",
+    "L": "sagittal",
+    "R": "sagittal",
+}
 
 
 @dataclass
@@ -141,4 +147,6 @@ def _apply(data: np.ndarray, transform: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(ornt.apply_orientation(data, transform))
     moved = np.moveaxis(data, list(range(extra)), list(range(3, 3 + extra)))
     oriented = ornt.apply_orientation(moved, transform)
-    return np.ascontiguousarray(np.moveaxis(oriented, list(range(3, 3 + extra)), list(range(extra))))
+    return np.ascontiguousarray(
+        np.moveaxis(oriented, list(range(3, 3 + extra)), list(range(extra)))
+    )

@@ -59,7 +59,10 @@ def check_size(path: Path, shape: tuple[int, ...], itemsize: int) -> None:
     """Refuse absurd dimensions before any allocation."""
     if any(int(s) < 1 for s in shape):
         raise ImageReadError(path, f"the header declares an empty dimension {tuple(shape)}")
-    if any(int(s) > MAX_DIM for s in shape) or np.prod(shape, dtype=np.float64) * itemsize > MAX_BYTES:
+    if (
+        any(int(s) > MAX_DIM for s in shape)
+        or np.prod(shape, dtype=np.float64) * itemsize > MAX_BYTES
+    ):
         raise ImageReadError(
             path,
             f"the header declares dimensions {tuple(int(s) for s in shape)} "

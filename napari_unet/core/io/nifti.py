@@ -24,7 +24,9 @@ def is_nifti_path(path: str | Path) -> bool:
     return name.endswith(".nii") or name.endswith(".nii.gz")
 
 
-def read_nifti(path: str | Path, volume: int | None = None, all_volumes: bool = False) -> LoadedImage:
+def read_nifti(
+    path: str | Path, volume: int | None = None, all_volumes: bool = False
+) -> LoadedImage:
     """Read a 2D/3D/4D NIfTI file into display order.
 
     For 4D files pass ``volume`` to load one volume, or ``all_volumes=True`` to load
@@ -62,8 +64,9 @@ def read_nifti(path: str | Path, volume: int | None = None, all_volumes: bool = 
     for message in warnings:
         log.warning(message)
     geometry = ImageGeometry.from_affine(
-        image.affine, data.shape[-3:], header=image.header.binaryblock
-        if isinstance(image, nib.Nifti1Image) else None,
+        image.affine,
+        data.shape[-3:],
+        header=image.header.binaryblock if isinstance(image, nib.Nifti1Image) else None,
     )
     channel_names = [f"volume {i}" for i in range(data.shape[0])] if data.ndim == 4 else []
     return LoadedImage(geometry.to_display(data), geometry, path, channel_names, warnings)
@@ -78,7 +81,9 @@ def _to_spatial(path: Path, data: np.ndarray, volume: int | None, all_volumes: b
     if data.ndim == 5 and data.shape[3] == 1:
         data = data[:, :, :, 0]
     if data.ndim != 4:
-        raise ImageReadError(path, f"{data.ndim}D NIfTI files are not supported (shape {data.shape})")
+        raise ImageReadError(
+            path, f"{data.ndim}D NIfTI files are not supported (shape {data.shape})"
+        )
     n = data.shape[3]
     if all_volumes:
         return np.moveaxis(np.asarray(data), 3, 0)

@@ -28,7 +28,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None], overwrite: bool
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent
+        )
         os.close(fd)
     except OSError as exc:
         raise ImageWriteError(path, f"cannot write here ({exc.strerror or exc})") from exc
@@ -40,8 +42,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None], overwrite: bool
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise ImageWriteError(path, f"the write failed ({exc.strerror or exc}); "
-                              "any earlier file is unchanged") from exc
+        raise ImageWriteError(
+            path, f"the write failed ({exc.strerror or exc}); any earlier file is unchanged"
+        ) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -90,16 +93,18 @@ def to_nifti(display_data: np.ndarray, geometry: ImageGeometry, dtype) -> nib.Ni
     return image
 
 
-def write_labels_nifti(labels: np.ndarray, geometry: ImageGeometry, path: str | Path,
-                       overwrite: bool = False) -> Path:
+def write_labels_nifti(
+    labels: np.ndarray, geometry: ImageGeometry, path: str | Path, overwrite: bool = False
+) -> Path:
     """Save a display-ordered label volume as ``.nii.gz`` in the source grid."""
     labels = np.asarray(labels)
     image = to_nifti(labels, geometry, label_dtype(labels))
     return atomic_write(path, lambda tmp: nib.save(image, tmp), overwrite)
 
 
-def write_probability_nifti(prob: np.ndarray, geometry: ImageGeometry, path: str | Path,
-                            overwrite: bool = False) -> Path:
+def write_probability_nifti(
+    prob: np.ndarray, geometry: ImageGeometry, path: str | Path, overwrite: bool = False
+) -> Path:
     """Save a float32 probability map in the source grid."""
     image = to_nifti(np.asarray(prob, dtype=np.float32), geometry, np.float32)
     return atomic_write(path, lambda tmp: nib.save(image, tmp), overwrite)
@@ -114,8 +119,9 @@ def write_tiff_stack(labels: np.ndarray, path: str | Path, overwrite: bool = Fal
     return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, data), overwrite)
 
 
-def write_png_slices(labels: np.ndarray, folder: str | Path, stem: str,
-                     overwrite: bool = False) -> list[Path]:
+def write_png_slices(
+    labels: np.ndarray, folder: str | Path, stem: str, overwrite: bool = False
+) -> list[Path]:
     """Save one PNG per slice, ``<stem>_z0000.png`` ..., into ``folder``."""
     import imageio.v3 as iio
 
@@ -128,6 +134,7 @@ def write_png_slices(labels: np.ndarray, folder: str | Path, stem: str,
         if clash:
             raise ImageWriteError(clash[0], f"{len(clash)} slice file(s) exist already")
     for k, target in enumerate(targets):
-        atomic_write(target, lambda tmp, k=k: iio.imwrite(tmp, data[k], extension=".png"),
-                     overwrite)
+        atomic_write(
+            target, lambda tmp, k=k: iio.imwrite(tmp, data[k], extension=".png"), overwrite
+        )
     return targets

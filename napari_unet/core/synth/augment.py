@@ -10,8 +10,15 @@ import numpy as np
 from scipy import ndimage
 
 
-def random_deformation(shape, rng: np.random.Generator, rotate_deg=10.0, scale=0.1,
-                       shift_mm=8.0, elastic_mm=4.0, control=6) -> np.ndarray:
+def random_deformation(
+    shape,
+    rng: np.random.Generator,
+    rotate_deg=10.0,
+    scale=0.1,
+    shift_mm=8.0,
+    elastic_mm=4.0,
+    control=6,
+) -> np.ndarray:
     """Sampling coordinates (3, *shape) of a random affine + smooth elastic warp."""
     centre = (np.asarray(shape, dtype=np.float32) - 1) / 2
     angles = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg, 3))
@@ -21,12 +28,12 @@ def random_deformation(shape, rng: np.random.Generator, rotate_deg=10.0, scale=0
     shift = rng.uniform(-shift_mm, shift_mm, 3)
     coarse = rng.standard_normal((3, control, control, control)).astype(np.float32) * elastic_mm
     zoom = [s / control for s in shape]
-    grids = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij",
-                        copy=False)
+    grids = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij", copy=False)
     coords = np.empty((3, *shape), dtype=np.float32)
     for axis in range(3):
-        field = ndimage.zoom(coarse[axis], zoom, order=1, mode="nearest")[: shape[0], : shape[1],
-                                                                          : shape[2]]
+        field = ndimage.zoom(coarse[axis], zoom, order=1, mode="nearest")[
+            : shape[0], : shape[1], : shape[2]
+        ]
         coords[axis] = field + centre[axis] + shift[axis]
         for k in range(3):
             coords[axis] += matrix[axis, k] * (grids[k] - centre[k])
@@ -34,8 +41,9 @@ def random_deformation(shape, rng: np.random.Generator, rotate_deg=10.0, scale=0
 
 
 def warp(volume: np.ndarray, coords: np.ndarray, order: int = 1, cval: float = 0.0) -> np.ndarray:
-    return ndimage.map_coordinates(volume, coords, order=order, mode="constant",
-                                   cval=cval).astype(np.float32)
+    return ndimage.map_coordinates(volume, coords, order=order, mode="constant", cval=cval).astype(
+        np.float32
+    )
 
 
 def bias_field(shape, rng: np.random.Generator, strength: float = 0.3) -> np.ndarray:
@@ -64,8 +72,9 @@ def degrade_resolution(volume: np.ndarray, rng: np.random.Generator) -> tuple[np
         label = f"downsample {factor:.2f}x"
     sigma = [0.4 / f if f < 1 else 0 for f in factors]
     small = ndimage.zoom(ndimage.gaussian_filter(volume, sigma), factors, order=1)
-    back = ndimage.zoom(small, [a / b for a, b in zip(volume.shape, small.shape, strict=True)],
-                        order=1)
+    back = ndimage.zoom(
+        small, [a / b for a, b in zip(volume.shape, small.shape, strict=True)], order=1
+    )
     out = np.zeros_like(volume)
     region = tuple(slice(0, min(a, b)) for a, b in zip(volume.shape, back.shape, strict=True))
     out[region] = back[region]

@@ -17,8 +17,9 @@ from .templates import LICENCE
 
 def _write_one(job: tuple[Path, str, str, int, Mode, str | None]) -> dict:
     root, case_id, split, seed, mode, template = job
-    images_dir, labels_dir = ("imagesTr", "labelsTr") if split == "train" else ("imagesTs",
-                                                                                "labelsTs")
+    images_dir, labels_dir = (
+        ("imagesTr", "labelsTr") if split == "train" else ("imagesTs", "labelsTs")
+    )
     case = make_case(seed, template_name=template, mode=mode)
     image = nib.Nifti1Image(case.image.astype(np.float32), case.affine)
     image.set_data_dtype(np.int16)  # nibabel scales floats into int16 with scl_slope
@@ -56,10 +57,13 @@ def write_synthetic_dataset(
         raise ValueError("training seeds would reach the validation seed range")
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [(root, f"synth_{i:04d}", "train", seed * 10000 + i, mode, template)
-            for i in range(n_train)]
-    jobs += [(root, f"synthval_{i:04d}", "val", VALIDATION_SEED_OFFSET + i, mode, template)
-             for i in range(n_val)]
+    jobs = [
+        (root, f"synth_{i:04d}", "train", seed * 10000 + i, mode, template) for i in range(n_train)
+    ]
+    jobs += [
+        (root, f"synthval_{i:04d}", "val", VALIDATION_SEED_OFFSET + i, mode, template)
+        for i in range(n_val)
+    ]
     rows = []
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         for done, row in enumerate(pool.map(_write_one, jobs), start=1):

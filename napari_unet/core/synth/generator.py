@@ -54,8 +54,13 @@ def draw_lesion_kinds(rng: np.random.Generator) -> list[str]:
     return [str(k) for k in rng.choice(KINDS, size=count, p=[0.4, 0.3, 0.3])]
 
 
-def make_case(seed: int, template_name: str | None = None, mode: Mode = "hypo",
-              deform: bool = True, min_lesion_ml: float = 0.02) -> SyntheticCase:
+def make_case(
+    seed: int,
+    template_name: str | None = None,
+    mode: Mode = "hypo",
+    deform: bool = True,
+    min_lesion_ml: float = 0.02,
+) -> SyntheticCase:
     """Generate one case from ``seed`` (and optionally a fixed template)."""
     rng = np.random.default_rng(seed)
     if template_name is None:
@@ -86,8 +91,9 @@ def make_case(seed: int, template_name: str | None = None, mode: Mode = "hypo",
     acquisition["noise_fraction_of_wm"] = round(noise / wm, 4)
     image = augment.contrast_gamma(image, rng)
     label = (occupancy > 0.5).astype(np.uint8)
-    return SyntheticCase(image, label, template.affine.copy(), seed, template_name, lesions,
-                         acquisition)
+    return SyntheticCase(
+        image, label, template.affine.copy(), seed, template_name, lesions, acquisition
+    )
 
 
 def _blend_lesions(image, occupancy, template: Template, rng, mode: Mode) -> np.ndarray:

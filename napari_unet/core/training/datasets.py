@@ -50,8 +50,10 @@ def find_cases(root: str | Path, modality: str = "T1w") -> list[CasePaths]:
 
 def _nnunet_cases(root: Path) -> list[CasePaths]:
     cases = []
-    for images_dir, labels_dir, split in (("imagesTr", "labelsTr", "train"),
-                                          ("imagesTs", "labelsTs", "val")):
+    for images_dir, labels_dir, split in (
+        ("imagesTr", "labelsTr", "train"),
+        ("imagesTs", "labelsTs", "val"),
+    ):
         if not (root / images_dir).is_dir() or not (root / labels_dir).is_dir():
             continue
         channels: dict[str, dict[int, Path]] = {}

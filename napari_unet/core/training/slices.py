@@ -32,8 +32,9 @@ class Volume:
 def load_volume(paths: CasePaths, spec: norm.NormalizationSpec, in_channels: int) -> Volume:
     image = read_channels(list(paths.images))
     if image.n_channels != in_channels:
-        raise ValueError(f"{paths.case}: {image.n_channels} channel(s), the model expects "
-                         f"{in_channels}")
+        raise ValueError(
+            f"{paths.case}: {image.n_channels} channel(s), the model expects {in_channels}"
+        )
     mask = read_image(paths.mask)
     if mask.spatial_shape != image.spatial_shape or not np.allclose(
         mask.geometry.affine, image.geometry.affine, atol=1e-3
@@ -67,15 +68,17 @@ class SliceBank:
                 self.masks.append(volume.mask[z])
                 ys, xs = np.nonzero(volume.mask[z])
                 step = max(1, len(ys) // 50)
-                self.lesion_pixels += [(index, int(y), int(x)) for y, x in
-                                       zip(ys[::step], xs[::step], strict=True)]
+                self.lesion_pixels += [
+                    (index, int(y), int(x)) for y, x in zip(ys[::step], xs[::step], strict=True)
+                ]
         log.info("%d slices, %d lesion sample points", len(self.images), len(self.lesion_pixels))
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def sample(self, rng: np.random.Generator, batch: int, patch: int,
-               lesion_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    def sample(
+        self, rng: np.random.Generator, batch: int, patch: int, lesion_fraction: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """A batch of (B, C, P, P) float32 patches and (B, P, P) float32 masks."""
         images, masks = [], []
         for _ in range(batch):
@@ -108,8 +111,12 @@ def _crop(image: np.ndarray, mask: np.ndarray, cy: int, cx: int, patch: int):
     return out, out_mask
 
 
-def load_volumes(cases: list[CasePaths], spec: norm.NormalizationSpec, in_channels: int,
-                 progress: Callable[[int, int], None] | None = None) -> list[Volume]:
+def load_volumes(
+    cases: list[CasePaths],
+    spec: norm.NormalizationSpec,
+    in_channels: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Volume]:
     volumes = []
     for done, case in enumerate(cases, start=1):
         volumes.append(load_volume(case, spec, in_channels))

@@ -27,8 +27,9 @@ from ..normalization import NormalizationSpec
 from ..unet import UNet, UNetConfig
 from .slices import SliceBank, Volume
 
-DEFAULT_MODEL = UNetConfig(in_channels=1, num_classes=1, base_width=12, depth=4, padding="same",
-                           norm="batch")
+DEFAULT_MODEL = UNetConfig(
+    in_channels=1, num_classes=1, base_width=12, depth=4, padding="same", norm="batch"
+)
 
 
 @dataclass
@@ -78,8 +79,9 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -
     return ce + (1 - soft_dice)
 
 
-def augment_batch(images: torch.Tensor, masks: torch.Tensor,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_batch(
+    images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-right flip, rotation/scale, intensity scale/shift and noise, on the whole batch."""
     batch = images.shape[0]
 
@@ -92,8 +94,13 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor,
     angle = uniform(-0.26, 0.26, batch)
     scale = uniform(0.85, 1.15, batch)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(batch)], 1),
-                         torch.stack([sin, cos, torch.zeros(batch)], 1)], 1)
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, torch.zeros(batch)], 1),
+            torch.stack([sin, cos, torch.zeros(batch)], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta, images.shape, align_corners=False)
     background = images.amin(dim=(2, 3), keepdim=True)
     images = F.grid_sample(images - background, grid, align_corners=False) + background
@@ -111,8 +118,9 @@ def _lr_at(step: int, config: TrainConfig) -> float:
     return 1e-5 + 0.5 * (config.lr - 1e-5) * (1 + math.cos(math.pi * progress))
 
 
-def validate(bundle: ModelBundle, volumes: list[Volume], threshold: float,
-             device: str = "auto") -> dict[str, float]:
+def validate(
+    bundle: ModelBundle, volumes: list[Volume], threshold: float, device: str = "auto"
+) -> dict[str, float]:
     """3D Dice and lesion F1 over validation volumes, predicted slice by slice (axial)."""
     predictor = Predictor(bundle, device=device, batch_size=16)
     dices, f1s = [], []
@@ -125,8 +133,11 @@ def validate(bundle: ModelBundle, volumes: list[Volume], threshold: float,
         pred = prob >= threshold
         dices.append(dice(pred, volume.mask))
         f1s.append(lesion_f1(pred, volume.mask))
-    return {"dice": float(np.mean(dices)), "lesion_f1": float(np.mean(f1s)),
-            "per_case_dice": [round(d, 4) for d in dices]}
+    return {
+        "dice": float(np.mean(dices)),
+        "lesion_f1": float(np.mean(f1s)),
+        "per_case_dice": [round(d, 4) for d in dices],
+    }
 
 
 def _identity_stats(channels: int):
@@ -149,8 +160,9 @@ def train(
     device = select_device(config.device)
     torch.manual_seed(config.seed)
     model = UNet(config.model).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     bank = SliceBank(train_volumes)
     state_path = run_dir / "last_state.pt"
     history_path = run_dir / "history.json"
@@ -162,8 +174,11 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         start, best_dice = int(state["step"]), float(state["best_dice"])
         history = json.loads(history_path.read_text()) if history_path.exists() else history
-        version_id = (json.loads((run_dir / "best.json").read_text())["version_id"]
-                      if (run_dir / "best.json").exists() else version_id)
+        version_id = (
+            json.loads((run_dir / "best.json").read_text())["version_id"]
+            if (run_dir / "best.json").exists()
+            else version_id
+        )
         yield TrainEvent(start, config.steps, float("nan"), message=f"resumed at step {start}")
     best_path = run_dir / "best.safetensors"
     started = time.time()
@@ -173,8 +188,7 @@ def train(
         rng = np.random.default_rng([config.seed, step])
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         images, masks = bank.sample(rng, config.batch_size, config.patch, config.lesion_fraction)
-        images, masks = augment_batch(torch.from_numpy(images), torch.from_numpy(masks),
-                                      generator)
+        images, masks = augment_batch(torch.from_numpy(images), torch.from_numpy(masks), generator)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
         logits = model(images.to(device))
@@ -188,26 +202,36 @@ def train(
         event = TrainEvent(step + 1, config.steps, running)
         if (step + 1) % config.val_every == 0 or step + 1 == config.steps:
             model.eval()
-            bundle = ModelBundle(model, config.model, config.normalization, version_id,
-                                 config.threshold)
+            bundle = ModelBundle(
+                model, config.model, config.normalization, version_id, config.threshold
+            )
             scores = validate(bundle, val_volumes, config.threshold, config.device)
-            history["val"].append({"step": step + 1, **scores,
-                                   "minutes": round((time.time() - started) / 60, 2)})
+            history["val"].append(
+                {"step": step + 1, **scores, "minutes": round((time.time() - started) / 60, 2)}
+            )
             if scores["dice"] > best_dice:
                 best_dice = scores["dice"]
                 cpu_model = UNet(config.model)
                 cpu_model.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
                 best = ModelBundle(
-                    cpu_model, config.model, config.normalization, version_id, config.threshold,
-                    provenance={**(provenance or {}), "train_config": config.to_dict(),
-                                "best_step": step + 1},
+                    cpu_model,
+                    config.model,
+                    config.normalization,
+                    version_id,
+                    config.threshold,
+                    provenance={
+                        **(provenance or {}),
+                        "train_config": config.to_dict(),
+                        "best_step": step + 1,
+                    },
                     metrics={"val_dice": scores["dice"], "val_lesion_f1": scores["lesion_f1"]},
                 )
                 save_checkpoint(best, best_path, overwrite=True)
             _save_state(state_path, model, optimizer, step + 1, best_dice)
             history_path.write_text(json.dumps(history))
-            event = TrainEvent(step + 1, config.steps, running, scores["dice"],
-                               scores["lesion_f1"], best_dice)
+            event = TrainEvent(
+                step + 1, config.steps, running, scores["dice"], scores["lesion_f1"], best_dice
+            )
         yield event
     history_path.write_text(json.dumps(history))
     return best_path
@@ -215,6 +239,13 @@ def train(
 
 def _save_state(path: Path, model, optimizer, step: int, best_dice: float) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "best_dice": best_dice}, tmp)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "best_dice": best_dice,
+        },
+        tmp,
+    )
     tmp.replace(path)
