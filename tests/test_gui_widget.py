@@ -67,7 +67,8 @@ def test_segment_slice_with_file_model_updates_only_that_slice(
     assert labels.data[90].any()
     assert not labels.data[:90].any() and not labels.data[91:].any()
     assert widget.volume_button.enabled and not widget.cancel_button.enabled
-    assert "mL" in widget.readout.value
+    expected_ml = labels.data.astype(bool).sum() / 1000
+    qtbot.waitUntil(lambda: f"{expected_ml:.2f} mL" in widget.readout.value, timeout=5000)
 
 
 def test_threshold_keeps_hand_painted_voxels(viewer_with_widget, qtbot, tiny_checkpoint):
@@ -132,3 +133,93 @@ def test_save_mask_writes_source_geometry(viewer_with_widget, qtbot, tiny_checkp
     assert written.shape == source.shape
     np.testing.assert_allclose(written.affine, source.affine)
     assert int(np.asarray(written.dataobj).sum()) == 100
+
+
+def _paint_mask(viewer, widget, qtbot, tiny_checkpoint):
+    """Segment once so the lesion layer exists, then replace it with a known mask."""
+    widget.model.value = "checkpoint file…"
+    widget.model_file.value = tiny_checkpoint
+    widget.slice_button.clicked.emit()
+    _wait_idle(qtbot, widget)
+    labels = viewer.layers["T1 sample brain lesion"]
+    labels.data[:] = 0
+    return labels
+
+
+def test_helpers_are_undoable_and_scoped(viewer_with_widget, qtbot, tiny_checkpoint):
+    viewer, widget = viewer_with_widget
+    labels = _paint_mask(viewer, widget, qtbot, tiny_checkpoint)
+    viewer.dims.set_current_step(0, 40)
+    labels.data[40, 50:60, 50:60] = 1
+    labels.data[40, 55, 55] = 0  # a hole
+    labels.data[40, 10, 10] = 1  # a speck
+    labels.data[41, 10, 10] = 1  # a speck on another slice
+    panel = widget.correction
+    panel.scope.value = "current slice"
+    panel.min_size.value = 5
+    panel.buttons["Remove small lesions"].clicked.emit()
+    assert labels.data[40, 10, 10] == 0 and labels.data[41, 10, 10] == 1
+    panel.buttons["Fill holes"].clicked.emit()
+    assert labels.data[40, 55, 55] == 1
+    panel.buttons["Grow 1 voxel"].clicked.emit()
+    assert labels.data[40].sum() == 100 + 4 * 10
+    labels.undo()
+    assert labels.data[40].sum() == 100
+    labels.undo()
+    assert labels.data[40, 55, 55] == 0
+    panel.buttons["Shrink 1 voxel"].clicked.emit()
+    assert labels.data[40, 50, 50] == 0 and labels.data[40, 52, 52] == 1
+    panel.scope.value = "whole volume"
+    panel.min_size.value = 2
+    panel.buttons["Remove small lesions"].clicked.emit()
+    assert labels.data[41, 10, 10] == 0
+
+
+def test_copy_and_fill_between_slices(viewer_with_widget, qtbot, tiny_checkpoint):
+    viewer, widget = viewer_with_widget
+    labels = _paint_mask(viewer, widget, qtbot, tiny_checkpoint)
+    labels.data[60, 40:50, 40:50] = 1
+    labels.data[70, 40:60, 40:60] = 1
+    viewer.dims.set_current_step(0, 61)
+    widget.correction.buttons["Copy from previous slice"].clicked.emit()
+    np.testing.assert_array_equal(labels.data[61], labels.data[60])
+    labels.undo()
+    assert not labels.data[61].any()
+    viewer.dims.set_current_step(0, 65)
+    widget.correction.buttons["Fill between annotated slices"].clicked.emit()
+    areas = [int(labels.data[z].sum()) for z in range(60, 71)]
+    assert all(a > 0 for a in areas)
+    assert areas[0] == 100 and areas[-1] == 400
+    assert areas == sorted(areas)  # grows smoothly from the small to the large square
+    labels.undo()
+    assert not labels.data[61:70].any()
+
+
+def test_lesion_list_jumps_to_centroid(viewer_with_widget, qtbot, tiny_checkpoint):
+    viewer, widget = viewer_with_widget
+    labels = _paint_mask(viewer, widget, qtbot, tiny_checkpoint)
+    labels.data[30:34, 100:110, 80:90] = 1  # 400 voxels around slice 31.5
+    labels.data[120, 20:22, 20:22] = 1
+    labels.events.data()
+    qtbot.waitUntil(lambda: len(widget.review.list.choices) == 2, timeout=5000)
+    assert widget.review.list.choices[0].startswith("#1: 0.40 mL")
+    widget.review.list.value = [widget.review.list.choices[0]]
+    assert viewer.dims.current_step[0] in (31, 32)
+    assert tuple(np.round(viewer.camera.center[-2:])) == (104.0, 84.0)
+
+
+def test_uncertainty_strip_and_next_slice(viewer_with_widget, qtbot, tiny_checkpoint):
+    viewer, widget = viewer_with_widget
+    widget.model.value = "checkpoint file…"
+    widget.model_file.value = tiny_checkpoint
+    widget.review.uncertainty_button.clicked.emit()
+    _wait_idle(qtbot, widget, timeout=180_000)
+    result = widget.review.result
+    depth = viewer.layers["T1 sample brain"].data.shape[0]
+    assert result is not None and result.per_slice_mm2.shape == (depth,)
+    assert "uncertainty per slice" in widget.review.strip_label.value or "agrees" in (
+        widget.review.strip_label.value
+    )
+    if result.most_uncertain() is not None:
+        widget.review.next_button.clicked.emit()
+        assert viewer.dims.current_step[0] == result.most_uncertain()

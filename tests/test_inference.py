@@ -132,3 +132,22 @@ def test_bad_device_is_refused():
         with pytest.raises(ValueError, match="not available"):
             Predictor(_bundle("same"), device="cuda")
     assert Predictor(_bundle("same"), device="auto").device.type in ("cpu", "cuda", "mps")
+
+
+def test_flip_uncertainty_counts_disagreeing_area_per_slice(rng):
+    from napari_unet.core.inference import drain
+    from napari_unet.core.uncertainty import iter_flip_uncertainty
+
+    bundle = _bundle("same")
+    predictor = Predictor(bundle)
+    volume = rng.normal(size=(4, 32, 32)).astype(np.float32)
+    plain = predictor.predict_volume(volume, 0)
+    flipped = predictor.predict_volume(np.ascontiguousarray(volume[..., ::-1]), 0)[..., ::-1]
+    expected = ((plain >= 0.5) != (flipped >= 0.5)).sum(axis=(1, 2))
+    result = drain(iter_flip_uncertainty(predictor, volume, 0, (2.0, 1.0, 0.5), 0.5))
+    assert result.probability.shape == result.disagreement.shape == volume.shape
+    np.testing.assert_allclose(result.probability, (plain + flipped) / 2, atol=1e-6)
+    np.testing.assert_allclose(result.per_slice_mm2, expected * 0.5)
+    if expected.max() > 0:
+        assert result.most_uncertain() == int(np.argmax(expected))
+        assert result.most_uncertain({int(np.argmax(expected))}) != int(np.argmax(expected))

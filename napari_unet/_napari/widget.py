@@ -28,7 +28,10 @@ from ..core.io import case_name, write_labels_nifti, write_probability_nifti
 from ..core.metrics import lesion_count
 from ..core.models import BUNDLED, DEFAULT_MODEL, get_model
 from ..core.session import SegmentationSession
+from ..core.uncertainty import iter_flip_uncertainty
+from .correction_panel import CorrectionPanel
 from .layers import geometry_from_metadata
+from .review_panel import ReviewPanel
 from .view import current_slice, visible_box
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,9 @@ class SegmentationWidget(Container):
         self.save_path = FileEdit(label="save to", mode="w", filter="*.nii.gz")
         self.save_button = PushButton(text="Save lesion mask (NIfTI)")
         self.save_prob_button = PushButton(text="Save probabilities (NIfTI)")
+        self.correction = CorrectionPanel(viewer, self._active_lesion_layer)
+        self.review = ReviewPanel(viewer, self.estimate_uncertainty, self.next_uncertain_slice)
+        self._readout_timer = _single_shot_timer(250, self._update_readout_now, self.native)
         self.extend(
             [
                 self.image,
@@ -87,6 +93,8 @@ class SegmentationWidget(Container):
                 self.threshold,
                 self.readout,
                 self.slice_readout,
+                self.correction,
+                self.review,
                 self.save_path,
                 self.save_button,
                 self.save_prob_button,
@@ -101,15 +109,29 @@ class SegmentationWidget(Container):
         self.threshold.changed.connect(self._threshold_changed)
         self.save_button.changed.connect(self.save_mask)
         self.save_prob_button.changed.connect(self.save_probabilities)
-        viewer.layers.events.inserted.connect(self.image.reset_choices)
-        viewer.layers.events.removed.connect(self.image.reset_choices)
+        viewer.layers.events.inserted.connect(self._reset_choices)
+        viewer.layers.events.removed.connect(self._reset_choices)
         viewer.dims.events.current_step.connect(self._update_slice_readout)
+        self.native.destroyed.connect(self._disconnect)
         for key, action in (
             ("Alt-S", self.segment_slice),
             ("Alt-R", self.segment_region),
             ("Alt-V", self.segment_volume),
+            ("Alt-N", self.next_uncertain_slice),
         ):
             viewer.bind_key(key, lambda _v, action=action: action(), overwrite=True)
+
+    def _reset_choices(self, _event=None) -> None:
+        try:
+            self.image.reset_choices()
+        except RuntimeError:  # the Qt side is gone (dock closed): stop listening
+            self._disconnect()
+
+    def _disconnect(self, _object=None) -> None:
+        """The dock widget was closed: stop listening to the viewer."""
+        self.viewer.layers.events.inserted.disconnect(self._reset_choices)
+        self.viewer.layers.events.removed.disconnect(self._reset_choices)
+        self.viewer.dims.events.current_step.disconnect(self._update_slice_readout)
 
     # -- layers -----------------------------------------------------------------------
     def _image_layers(self, _widget=None) -> list:
@@ -150,6 +172,13 @@ class SegmentationWidget(Container):
         layer.events.paint.connect(lambda _e: self._update_readout())
         self.viewer.layers.selection.active = source
         return layer
+
+    def _active_lesion_layer(self) -> napari.layers.Labels:
+        source = self._source()
+        name = f"{source.name} lesion"
+        if name not in self.viewer.layers:
+            raise ValueError("There is no lesion mask yet: segment, or paint one first")
+        return self.viewer.layers[name]
 
     def probability_layer(self, source: napari.layers.Image) -> napari.layers.Image:
         name = f"{source.name} lesion probability"
@@ -293,13 +322,56 @@ class SegmentationWidget(Container):
 
     # -- readouts and export ----------------------------------------------------------
     def _update_readout(self) -> None:
+        """Debounced: painting fires many events, the readouts follow within 250 ms."""
+        self._readout_timer.start()
+
+    def _update_readout_now(self) -> None:
         source = self.image.value
         if source is None or f"{source.name} lesion" not in self.viewer.layers:
             return
         mask = np.asarray(self.viewer.layers[f"{source.name} lesion"].data) > 0
         voxel_ml = float(np.prod(source.scale[-3:])) / 1000.0
         self.readout.value = f"{mask.sum() * voxel_ml:.2f} mL in {lesion_count(mask)} lesion(s)"
+        self.review.update_lesions(self.viewer.layers[f"{source.name} lesion"])
         self._update_slice_readout()
+
+    # -- review -----------------------------------------------------------------------
+    def estimate_uncertainty(self) -> None:
+        self._guarded(self._estimate_uncertainty)
+
+    def _estimate_uncertainty(self) -> None:
+        source = self._source()
+        predictor = self._predictor()
+        volume = np.asarray(source.data, dtype=np.float32)
+        stats = self._stats(source, predictor)
+        spacing = tuple(source.scale[-3:])
+        threshold = self.threshold.value
+
+        def work():
+            return (
+                yield from _count_slices(
+                    iter_flip_uncertainty(predictor, volume, 0, spacing, threshold, stats)
+                )
+            )
+
+        self._start(
+            work,
+            lambda result: self.review.show_uncertainty(result, 0),
+            total=2 * volume.shape[0],
+            description="flip-test uncertainty",
+        )
+
+    def next_uncertain_slice(self) -> None:
+        result = self.review.result
+        if result is None:
+            show_info("napari-unet: estimate the uncertainty first")
+            return
+        index = result.most_uncertain(self.review.visited)
+        if index is None:
+            show_info("napari-unet: no uncertain slice left")
+            return
+        self.review.visited.add(index)
+        self.viewer.dims.set_current_step(self.viewer.dims.not_displayed[0], index)
 
     def _update_slice_readout(self, _event=None) -> None:
         source = self.image.value
@@ -339,6 +411,17 @@ class SegmentationWidget(Container):
         else:
             written = write_labels_nifti(self.lesion_layer(source).data, geometry, path)
         show_info(f"napari-unet: saved {written}")
+
+
+def _single_shot_timer(milliseconds: int, callback, parent):
+    """A restartable one-shot timer owned by ``parent`` (it dies with the widget)."""
+    from qtpy.QtCore import QTimer
+
+    timer = QTimer(parent)
+    timer.setSingleShot(True)
+    timer.setInterval(milliseconds)
+    timer.timeout.connect(callback)
+    return timer
 
 
 def _count_slices(generator):

@@ -1,0 +1,133 @@
+"""Mask correction helpers: pure functions on label arrays, for a slice or a whole volume.
+
+Each helper returns a new mask; the GUI applies the difference through napari's
+undoable ``Labels.data_setitem``. 2D helpers work on one slice along any axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+def _structure(ndim: int) -> np.ndarray:
+    return ndimage.generate_binary_structure(ndim, ndim)
+
+
+def remove_small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Drop connected components (8/26-connected) smaller than ``min_voxels``."""
+    binary = np.asarray(mask) > 0
+    labels, count = ndimage.label(binary, structure=_structure(binary.ndim))
+    if count == 0:
+        return np.zeros_like(mask)
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_voxels
+    keep[0] = False
+    return np.where(keep[labels], mask, 0).astype(mask.dtype)
+
+
+def min_voxels_for_ml(ml: float, spacing: tuple[float, ...]) -> int:
+    """Convert a minimum lesion volume in mL to a voxel count for this spacing."""
+    return int(np.ceil(ml * 1000.0 / float(np.prod(spacing))))
+
+
+def fill_holes(mask: np.ndarray, label: int = 1) -> np.ndarray:
+    """Fill enclosed background inside the mask (in 2D for a slice, 3D for a volume)."""
+    filled = ndimage.binary_fill_holes(np.asarray(mask) > 0)
+    return np.where(filled & (mask == 0), label, mask).astype(mask.dtype)
+
+
+def grow(mask: np.ndarray, label: int = 1, voxels: int = 1) -> np.ndarray:
+    """Dilate by ``voxels`` (face-connected steps), adding ``label`` where it was background."""
+    grown = ndimage.binary_dilation(np.asarray(mask) > 0, iterations=voxels)
+    return np.where(grown & (mask == 0), label, mask).astype(mask.dtype)
+
+
+def shrink(mask: np.ndarray, voxels: int = 1) -> np.ndarray:
+    """Erode by ``voxels``; voxels that leave the mask become background."""
+    kept = ndimage.binary_erosion(np.asarray(mask) > 0, iterations=voxels)
+    return np.where(kept, mask, 0).astype(mask.dtype)
+
+
+def copy_neighbour_slice(volume: np.ndarray, axis: int, index: int, offset: int) -> np.ndarray:
+    """The slice at ``index + offset`` along ``axis`` (what 'copy from neighbour' pastes)."""
+    source = index + offset
+    if not 0 <= source < volume.shape[axis]:
+        raise ValueError(f"There is no slice {source} along axis {axis}")
+    return np.take(volume, source, axis=axis).copy()
+
+
+def _signed_distance(mask: np.ndarray) -> np.ndarray:
+    """Negative inside, positive outside, zero-crossing at the border (in pixels)."""
+    inside = ndimage.distance_transform_edt(mask)
+    outside = ndimage.distance_transform_edt(~mask)
+    return (outside - inside).astype(np.float32)
+
+
+def interpolate_slices(
+    volume: np.ndarray, axis: int, first: int, last: int, label: int = 1
+) -> np.ndarray:
+    """Shape-based interpolation between two annotated slices (as 3D Slicer's "Fill between").
+
+    Returns a copy of ``volume`` where every slice strictly between ``first`` and
+    ``last`` is the zero level set of the linearly blended signed distance maps.
+    """
+    if last < first:
+        first, last = last, first
+    if last - first < 2:
+        raise ValueError("Annotate two slices with at least one empty slice between them")
+    a = np.take(volume, first, axis=axis) > 0
+    b = np.take(volume, last, axis=axis) > 0
+    if not a.any() or not b.any():
+        raise ValueError(f"Slices {first} and {last} must both contain a mask to fill between")
+    sdf_a, sdf_b = _signed_distance(a), _signed_distance(b)
+    out = volume.copy()
+    for index in range(first + 1, last):
+        t = (index - first) / (last - first)
+        blended = (1 - t) * sdf_a + t * sdf_b
+        region = [slice(None)] * volume.ndim
+        region[axis] = index
+        out[tuple(region)] = np.where(blended <= 0, label, 0)
+    return out
+
+
+def annotated_slices(volume: np.ndarray, axis: int) -> list[int]:
+    """Indices of slices along ``axis`` that contain any label."""
+    other = tuple(a for a in range(volume.ndim) if a != axis)
+    return [int(i) for i in np.flatnonzero(np.any(volume > 0, axis=other))]
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One connected lesion: its size and where to look."""
+
+    label: int
+    voxels: int
+    volume_ml: float
+    centroid: tuple[float, float, float]
+
+
+def lesion_table(mask: np.ndarray, spacing: tuple[float, ...]) -> list[Lesion]:
+    """Connected lesions (26-connected), largest first."""
+    binary = np.asarray(mask) > 0
+    labels, count = ndimage.label(binary, structure=_structure(binary.ndim))
+    if count == 0:
+        return []
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum_labels(binary, labels, index)
+    centroids = ndimage.center_of_mass(binary, labels, index)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    lesions = [
+        Lesion(int(i), int(n), float(n) * voxel_ml, tuple(float(c) for c in centre))
+        for i, n, centre in zip(index, sizes, centroids, strict=True)
+    ]
+    return sorted(lesions, key=lambda lesion: -lesion.voxels)
+
+
+def slice_areas_mm2(mask: np.ndarray, axis: int, spacing: tuple[float, ...]) -> np.ndarray:
+    """Lesion area of every slice along ``axis`` in mm²."""
+    other = tuple(a for a in range(mask.ndim) if a != axis)
+    pixel = float(np.prod([spacing[a] for a in other]))
+    return np.count_nonzero(np.asarray(mask) > 0, axis=other) * pixel

@@ -1,0 +1,76 @@
+"""Correction helpers on masks with known answers."""
+
+import numpy as np
+import pytest
+
+from napari_unet.core import editing
+
+
+def test_remove_small_components_by_voxels_and_ml():
+    mask = np.zeros((10, 20, 20), np.uint8)
+    mask[2:5, 2:5, 2:5] = 1  # 27 voxels
+    mask[8, 15, 15] = 1  # 1 voxel
+    out = editing.remove_small_components(mask, 5)
+    assert out.sum() == 27 and out[8, 15, 15] == 0
+    assert editing.min_voxels_for_ml(0.01, (1.0, 1.0, 2.0)) == 5
+    assert editing.remove_small_components(mask, 28).sum() == 0
+
+
+def test_fill_holes_2d_and_3d():
+    ring = np.zeros((9, 9), np.uint8)
+    ring[2:7, 2:7] = 1
+    ring[4, 4] = 0
+    assert editing.fill_holes(ring)[4, 4] == 1
+    shell = np.zeros((7, 7, 7), np.uint8)
+    shell[1:6, 1:6, 1:6] = 1
+    shell[3, 3, 3] = 0
+    assert editing.fill_holes(shell).sum() == 125
+
+
+def test_grow_and_shrink_one_voxel():
+    dot = np.zeros((7, 7), np.uint8)
+    dot[3, 3] = 1
+    grown = editing.grow(dot)
+    assert grown.sum() == 5  # the 4-neighbourhood
+    assert editing.shrink(grown).sum() == 1
+    square = np.zeros((9, 9), np.uint8)
+    square[2:7, 2:7] = 2
+    assert editing.shrink(square).sum() == 2 * 9
+    assert editing.grow(square, label=2).max() == 2
+
+
+def test_copy_neighbour_slice():
+    volume = np.zeros((5, 4, 4), np.uint8)
+    volume[1, 1:3, 1:3] = 1
+    np.testing.assert_array_equal(editing.copy_neighbour_slice(volume, 0, 2, -1), volume[1])
+    with pytest.raises(ValueError, match="no slice 5"):
+        editing.copy_neighbour_slice(volume, 0, 4, +1)
+
+
+def test_shape_based_interpolation_between_two_discs():
+    z, y, x = np.mgrid[:11, :40, :40]
+    volume = np.zeros((11, 40, 40), np.uint8)
+    volume[0] = ((y[0] - 20) ** 2 + (x[0] - 16) ** 2) <= 16  # radius 4 at x=16
+    volume[10] = ((y[0] - 20) ** 2 + (x[0] - 24) ** 2) <= 64  # radius 8 at x=24 (overlapping)
+    out = editing.interpolate_slices(volume, 0, 0, 10)
+    middle = out[5] > 0
+    cy, cx = np.argwhere(middle).mean(axis=0)
+    assert cx == pytest.approx(20, abs=1.0) and cy == pytest.approx(20, abs=0.5)
+    area = middle.sum()
+    assert np.pi * 5**2 * 0.8 < area < np.pi * 7**2 * 1.1  # radius between the two
+    assert out[0].sum() == volume[0].sum() and out[10].sum() == volume[10].sum()
+    assert editing.annotated_slices(out, 0) == list(range(11))
+    with pytest.raises(ValueError, match="must both contain"):
+        editing.interpolate_slices(volume, 0, 0, 5)
+
+
+def test_lesion_table_and_slice_areas():
+    mask = np.zeros((10, 10, 10), np.uint8)
+    mask[1:3, 1:3, 1:3] = 1  # 8 voxels
+    mask[6:9, 6:9, 6:9] = 1  # 27 voxels
+    table = editing.lesion_table(mask, (2.0, 1.0, 1.0))
+    assert [lesion.voxels for lesion in table] == [27, 8]
+    assert table[0].volume_ml == pytest.approx(0.054)
+    assert table[0].centroid == pytest.approx((7.0, 7.0, 7.0))
+    areas = editing.slice_areas_mm2(mask, 0, (2.0, 1.0, 0.5))
+    assert areas[7] == pytest.approx(9 * 0.5) and areas[0] == 0
