@@ -277,6 +277,20 @@ def cmd_sizes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    import torch
+
+    from .core.benchmark import run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = run(args.model, repeats=args.repeats, output=Path(args.json), skip=tuple(args.skip))
+    print(report.table())
+    print(f"machine: {report.machine}")
+    print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .core.demo import run_demo
 
@@ -357,6 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min", type=int, default=100)
     p.add_argument("--max", type=int, default=600)
     p.set_defaults(func=cmd_sizes)
+
+    p = sub.add_parser("benchmark", help="latency, throughput and memory; prints a table")
+    p.add_argument("--model", help="checkpoint path or bundled name")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--json", default="benchmark.json", help="where to write the results")
+    p.add_argument("--skip", nargs="*", default=[], choices=["volume", "train", "paper", "monai"])
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("demo", help="headless: segment the sample brain and write the results")
     p.add_argument("--output", "-o", default="out/demo")

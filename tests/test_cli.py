@@ -13,7 +13,7 @@ from napari_unet.core.checkpoint import save_checkpoint
 
 from .helpers import write_nifti
 
-SUBCOMMANDS = ["predict", "synth", "train", "evaluate", "info", "sizes", "demo"]
+SUBCOMMANDS = ["predict", "synth", "train", "evaluate", "info", "sizes", "benchmark", "demo"]
 
 
 def test_version_from_console_script():

@@ -223,3 +223,25 @@ def test_uncertainty_strip_and_next_slice(viewer_with_widget, qtbot, tiny_checkp
     if result.most_uncertain() is not None:
         widget.review.next_button.clicked.emit()
         assert viewer.dims.current_step[0] == result.most_uncertain()
+
+
+def test_segment_visible_region_only_touches_what_is_on_screen(
+    viewer_with_widget, qtbot, tiny_checkpoint
+):
+    viewer, widget = viewer_with_widget
+    widget.model.value = "checkpoint file…"
+    widget.model_file.value = tiny_checkpoint
+    viewer.dims.set_current_step(0, 96)
+    viewer.camera.center = (96, 60, 50)
+    viewer.camera.zoom = 8.0
+    widget.region_button.clicked.emit()
+    _wait_idle(qtbot, widget)
+    session = widget.session(viewer.layers["T1 sample brain"])
+    computed = session.computed[96]
+    rows, cols = np.nonzero(computed)
+    shape = viewer.layers["T1 sample brain"].data.shape
+    assert computed.any() and not session.computed[95].any()
+    assert 0 < computed.sum() < 0.5 * shape[1] * shape[2]  # only part of the slice
+    assert rows.min() <= 60 <= rows.max() and cols.min() <= 50 <= cols.max()
+    height, width = viewer.window._qt_viewer.canvas.size
+    assert rows.max() - rows.min() <= height / 8 + 2 and cols.max() - cols.min() <= width / 8 + 2

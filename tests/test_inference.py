@@ -151,3 +151,22 @@ def test_flip_uncertainty_counts_disagreeing_area_per_slice(rng):
     if expected.max() > 0:
         assert result.most_uncertain() == int(np.argmax(expected))
         assert result.most_uncertain({int(np.argmax(expected))}) != int(np.argmax(expected))
+
+
+def test_batchnorm_folding_keeps_outputs(rng):
+    from napari_unet.core.fusion import fold_batchnorm
+
+    torch.manual_seed(3)
+    config = UNetConfig(num_classes=1, base_width=8, depth=3, padding="same", norm="batch")
+    model = UNet(config)
+    with torch.no_grad():  # give the running statistics non-trivial values
+        model.train()
+        for _ in range(5):
+            model(torch.randn(4, 1, 48, 48) * 3 + 1)
+    model.eval()
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # original kept
+    x = torch.randn(2, 1, 64, 80)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)

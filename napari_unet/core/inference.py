@@ -17,6 +17,7 @@ import torch
 from . import normalization as norm
 from .checkpoint import ModelBundle
 from .device import select_device
+from .fusion import fold_batchnorm
 from .tiling import Stitcher, TilePlan, plan_tiles
 
 
@@ -66,7 +67,9 @@ class Predictor:
         self.device = select_device(device)
         self.batch_size = max(1, int(batch_size))
         self.max_tile = int(max_tile)
-        self.model = bundle.model.to(self.device).eval()
+        # Eval-mode BatchNorm folded into its convolution: same outputs, less work.
+        model = fold_batchnorm(bundle.model) if self.config.norm == "batch" else bundle.model
+        self.model = model.to(self.device).eval()
         self._lock = threading.Lock()  # one forward pass at a time per model
 
     # -- statistics -------------------------------------------------------------------

@@ -1,0 +1,307 @@
+"""Performance benchmark: every figure is a median over repetitions after a warm-up.
+
+Run with ``napari-unet benchmark``; it prints a table and writes JSON. Each
+measurement that needs a clean peak-RSS figure runs in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import ModelBundle
+from .inference import Predictor
+from .models import get_model, resolve_model_path
+from .unet import UNet, UNetConfig
+
+MNI_SHAPE = (189, 233, 197)  # axial display order (S, P, L) of a 197x233x189 MNI volume
+
+
+@dataclass
+class Row:
+    name: str
+    value: float
+    unit: str
+    detail: str = ""
+    target: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    machine: dict = field(default_factory=dict)
+
+    def add(self, *args, **kwargs) -> None:
+        self.rows.append(Row(*args, **kwargs))
+
+    def table(self) -> str:
+        lines = [f"{'measure':44s} {'value':>10s} {'unit':8s} {'target':>12s}  detail"]
+        for row in self.rows:
+            lines.append(
+                f"{row.name:44s} {row.value:10.3f} {row.unit:8s} {row.target:>12s}  {row.detail}"
+            )
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"machine": self.machine, "rows": [row.__dict__ for row in self.rows]}, indent=2
+        )
+
+
+def machine_info() -> dict:
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    flags = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": flags or platform.processor(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def timed(function: Callable[[], object], repeats: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def conv_flops(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
+    """Multiply-adds x2 of every convolution in one forward pass (FLOPs)."""
+    total = 0.0
+
+    def hook(module, _inputs, output):
+        nonlocal total
+        kernel = module.weight.shape[2] * module.weight.shape[3]
+        if isinstance(module, torch.nn.ConvTranspose2d):
+            in_ch = module.in_channels
+            total += 2.0 * _inputs[0].numel() * kernel * module.out_channels
+        else:
+            in_ch = module.in_channels // module.groups
+            total += 2.0 * output.numel() * kernel * in_ch
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
+    ]
+    with torch.inference_mode():
+        model(torch.zeros(shape))
+    for handle in handles:
+        handle.remove()
+    return total
+
+
+def conv_ceiling_gflops(repeats: int = 5) -> float:
+    """This machine's practical ceiling: a large 3x3 convolution through the same backend."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
+    x = torch.randn(4, 64, 128, 128)
+    flops = 2.0 * 4 * 64 * 128 * 128 * 9 * 64
+    with torch.inference_mode():
+        times = timed(lambda: conv(x), repeats)
+    return flops / statistics.median(times) / 1e9
+
+
+def bench_slice(report: Report, bundle: ModelBundle, repeats: int) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 20, (256, 256)).astype(np.float32)
+    predictor = Predictor(bundle, device="cpu")
+    stats = predictor.fit_stats(image, 2)
+    start = time.perf_counter()
+    (predictor.predict_slice(image, stats) >= bundle.threshold).sum()
+    first = time.perf_counter() - start
+    times = timed(lambda: predictor.predict_slice(image, stats) >= bundle.threshold, repeats)
+    report.add(
+        "slice 256x256 end to end, median",
+        statistics.median(times) * 1e3,
+        "ms",
+        "normalize+tile+forward+threshold",
+        "<= 50",
+    )
+    report.add("slice 256x256 end to end, p95", float(np.percentile(times, 95)) * 1e3, "ms")
+    report.add("slice 256x256, first call after load", first * 1e3, "ms")
+    model = predictor.model
+    flops = conv_flops(model, (1, bundle.config.in_channels, 256, 256))
+    x = torch.randn(1, bundle.config.in_channels, 256, 256)
+    with torch.inference_mode():
+        forward = statistics.median(timed(lambda: model(x), repeats))
+    achieved = flops / forward / 1e9
+    ceiling = conv_ceiling_gflops()
+    report.add("forward pass achieved", achieved, "GFLOP/s", f"{flops / 1e9:.2f} GFLOP per slice")
+    report.add("conv ceiling (64->64 3x3, 4x128x128)", ceiling, "GFLOP/s")
+    report.add("forward / ceiling", achieved / ceiling * 100, "%", "", ">= 70")
+
+
+def bench_load(report: Report, model_source: str | None, repeats: int) -> None:
+    from .checkpoint import load_checkpoint
+
+    path = resolve_model_path(model_source)
+    times = timed(lambda: load_checkpoint(path), repeats, warmup=1)
+    report.add("model load (safetensors + sha256 + build)", statistics.median(times) * 1e3, "ms")
+
+
+def _volume_worker(model_source: str | None) -> dict:
+    """Runs in a fresh process: time and peak RSS of one MNI-sized volume."""
+    bundle = get_model(model_source)
+    predictor = Predictor(bundle, device="cpu", batch_size=16)
+    rng = np.random.default_rng(0)
+    volume = rng.normal(100, 20, MNI_SHAPE).astype(np.float32)
+    predictor.predict_volume(volume[:8], axis=0)  # warm-up
+    start = time.perf_counter()
+    prob = predictor.predict_volume(volume, axis=0)
+    seconds = time.perf_counter() - start
+    _ = (prob >= bundle.threshold).sum()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": seconds, "peak_rss_mb": peak_kb / 1024}
+
+
+def bench_volume(report: Report, model_source: str | None, repeats: int) -> None:
+    results = []
+    for _ in range(repeats):
+        code = (
+            "import json,sys; from napari_unet.core.benchmark import _volume_worker; "
+            f"print(json.dumps(_volume_worker({model_source!r})))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    seconds = statistics.median(r["seconds"] for r in results)
+    rss = statistics.median(r["peak_rss_mb"] for r in results)
+    shape = "x".join(str(s) for s in MNI_SHAPE[::-1])
+    report.add(f"volume {shape} axial", seconds, "s", f"{len(results)} fresh processes", "<= 6")
+    report.add("volume peak RSS (whole process)", rss, "MB", "", "< 1536")
+
+
+def bench_train_step(report: Report, bundle: ModelBundle, repeats: int) -> None:
+    from .training.trainer import dice_ce_loss
+
+    model = UNet(bundle.config)
+    model.load_state_dict(bundle.model.state_dict())
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = 8
+    x = torch.randn(batch, bundle.config.in_channels, 160, 160)
+    y = (torch.rand(batch, 160, 160) > 0.9).float()
+
+    def step():
+        loss = dice_ce_loss(model(x), y, bundle.config.num_classes)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    seconds = statistics.median(timed(step, repeats, warmup=1))
+    report.add("fine-tune step (batch 8 x 160x160)", seconds * 1e3, "ms")
+    report.add("fine-tune throughput", batch / seconds, "samples/s")
+
+
+def bench_paper(report: Report, repeats: int) -> None:
+    torch.manual_seed(0)
+    model = UNet(UNetConfig.paper()).eval()
+    x = torch.randn(1, 1, 572, 572)
+    with torch.inference_mode():
+        seconds = statistics.median(timed(lambda: model(x), repeats, warmup=1))
+    report.add("paper U-Net 572x572 tile (31.0 M params)", seconds, "s", "388x388 output")
+
+
+def bench_monai(report: Report, model_source: str | None, repeats: int) -> None:
+    """Our volume path vs MONAI sliding_window_inference with a BasicUNet of similar FLOPs."""
+    try:
+        from monai.inferers import sliding_window_inference
+        from monai.networks.nets import BasicUNet
+    except ImportError:
+        report.add("MONAI comparison", float("nan"), "", "not run: pip install monai")
+        return
+    bundle = get_model(model_source)
+    ours = Predictor(bundle, device="cpu", batch_size=16)
+    rng = np.random.default_rng(0)
+    volume = rng.normal(100, 20, MNI_SHAPE).astype(np.float32)
+    stats = ours.fit_stats(volume, 3)
+    reference_flops = conv_flops(ours.model, (1, 1, 256, 256))
+    widths = _basicunet_features(reference_flops)
+    monai_net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=widths).eval()
+    monai_flops = conv_flops(monai_net, (1, 1, 256, 256))
+    tensor = torch.from_numpy(ours.normalize(volume[None], stats)[0])[:, None]  # (S,1,H,W)
+
+    def run_monai():
+        with torch.inference_mode():
+            for start in range(0, tensor.shape[0], 16):
+                chunk = tensor[start : start + 16]
+                sliding_window_inference(
+                    chunk, (256, 256), 16, monai_net, overlap=0.25, mode="gaussian"
+                )
+
+    def run_ours():
+        ours.predict_volume(volume, axis=0, stats=stats)
+
+    ours_s = statistics.median(timed(run_ours, repeats, warmup=1))
+    monai_s = statistics.median(timed(run_monai, repeats, warmup=1))
+    report.add(
+        "MONAI sliding window, same volume",
+        monai_s,
+        "s",
+        f"BasicUNet features={widths}, {monai_flops / 1e9:.2f} vs ours "
+        f"{reference_flops / 1e9:.2f} GFLOP/256^2",
+    )
+    report.add("ours / MONAI time", ours_s / monai_s, "ratio", f"ours {ours_s:.2f} s", "< 1")
+
+
+def _basicunet_features(target_flops: float) -> tuple[int, ...]:
+    from monai.networks.nets import BasicUNet
+
+    best = None
+    for base in range(4, 33, 2):
+        widths = (base, base, 2 * base, 4 * base, 8 * base, base)
+        net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=widths)
+        flops = conv_flops(net.eval(), (1, 1, 256, 256))
+        if best is None or abs(flops - target_flops) < abs(best[1] - target_flops):
+            best = (widths, flops)
+    return best[0]
+
+
+def run(
+    model_source: str | None = None,
+    repeats: int = 10,
+    output: Path | None = None,
+    skip: tuple[str, ...] = (),
+) -> Report:
+    report = Report(machine=machine_info())
+    bundle = get_model(model_source)
+    bench_load(report, model_source, repeats=5)
+    bench_slice(report, bundle, repeats)
+    if "volume" not in skip:
+        bench_volume(report, model_source, repeats=3)
+    if "train" not in skip:
+        bench_train_step(report, bundle, repeats=5)
+    if "paper" not in skip:
+        bench_paper(report, repeats=3)
+    if "monai" not in skip:
+        bench_monai(report, model_source, repeats=3)
+    if output is not None:
+        Path(output).write_text(report.to_json())
+    return report
