@@ -291,6 +291,99 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_queue(args: argparse.Namespace):
+    from .core.edit_queue import EditQueue
+    from .core.workspace import resolve_workspace
+
+    return EditQueue(resolve_workspace(args.workspace))
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from .core.edit_queue import QueueError
+    from .core.io import ImageReadError
+    from .core.workspace import WorkspaceError
+
+    try:
+        return _queue_action(args)
+    except (QueueError, ImageReadError, WorkspaceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _queue_action(args: argparse.Namespace) -> int:
+    from .core import queue_io
+    from .core.edit_queue import QueueError
+    from .core.io import read_image
+
+    queue = _open_queue(args)
+    if args.queue_command == "add":
+        image = read_image(args.image)
+        mask_image = read_image(args.mask)
+        if mask_image.geometry.shape != image.geometry.shape or not np_allclose(
+            mask_image.geometry.affine, image.geometry.affine
+        ):
+            raise QueueError(
+                f"{args.mask}: the mask's shape or affine does not match "
+                f"{args.image}; masks must be in the image's voxel grid"
+            )
+        prediction = read_image(args.prediction).data if args.prediction else None
+        axis = queue_io.resolve_axis(args.axis, image)
+        slices = [int(s) for s in args.slices.split(",") if s.strip()] if args.slices else None
+        if args.slices is not None and not slices:
+            raise QueueError("--slices is empty")
+        items = queue_io.queue_slices(
+            queue, image, mask_image.data, prediction, slices, axis, args.split, args.note or ""
+        )
+        for item in items:
+            print(
+                f"queued item {item.id}: {item.axis_name} slice {item.slice_index} "
+                f"(revision {item.revision}, {item.split}, {item.lesion_voxels} lesion voxels)"
+            )
+    elif args.queue_command == "list":
+        items = queue.items(split=args.split, include_deleted=args.all, include_superseded=args.all)
+        print(
+            f"{'id':>5s} {'split':5s} {'rev':>3s} {'axis':9s} {'slice':>5s} {'lesion':>7s} "
+            f"{'+':>6s} {'-':>6s} {'created':24s} source"
+        )
+        for i in items:
+            flag = " (removed)" if i.deleted_at else ""
+            print(
+                f"{i.id:5d} {i.split:5s} {i.revision:3d} {i.axis_name:9s} {i.slice_index:5d} "
+                f"{i.lesion_voxels:7d} {i.added_voxels:6d} {i.removed_voxels:6d} "
+                f"{i.created_at:24s} {i.source_path}{flag}"
+            )
+        counts = queue.counts()
+        print(f"current items: {counts['train']} train, {counts['val']} val")
+    elif args.queue_command == "show":
+        item = queue.get(args.id)
+        print(json.dumps(item.summary(), indent=2))
+        print(
+            "history:", ", ".join(f"item {h.id} rev {h.revision}" for h in queue.history(args.id))
+        )
+    elif args.queue_command in ("remove", "restore"):
+        item = getattr(queue, args.queue_command)(args.id)
+        print(
+            f"item {item.id} {'removed (undo: queue restore)' if item.deleted_at else 'restored'}"
+        )
+    elif args.queue_command == "split":
+        item = queue.set_split(args.id, args.split)
+        print(f"item {item.id} is now in {item.split}")
+    elif args.queue_command == "export":
+        export = queue_io.export_nnunet if args.format == "nnunet" else queue_io.export_nifti
+        print(f"exported {len(queue.items())} items to {export(queue, args.output)}")
+    elif args.queue_command == "check":
+        problems = queue.check_integrity()
+        print("\n".join(problems) if problems else "ok: database and every item verified")
+        return 1 if problems else 0
+    return 0
+
+
+def np_allclose(a, b) -> bool:
+    import numpy as np
+
+    return bool(np.allclose(a, b, atol=1e-3))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .core.demo import run_demo
 
@@ -379,6 +472,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default="benchmark.json", help="where to write the results")
     p.add_argument("--skip", nargs="*", default=[], choices=["volume", "train", "paper", "monai"])
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("queue", help="the edit queue: add, list, show, remove, export")
+    queue_sub = p.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
+
+    def queue_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        q = queue_sub.add_parser(name, help=help_text)
+        q.add_argument("--workspace", help="workspace folder (default: the user data dir)")
+        q.set_defaults(func=cmd_queue)
+        return q
+
+    q = queue_parser("add", "queue corrected slices of an image")
+    q.add_argument("--image", required=True)
+    q.add_argument("--mask", required=True, help="0/1 mask in the image's voxel grid")
+    q.add_argument("--prediction", help="the model's mask before correction (optional)")
+    q.add_argument("--slices", help="comma-separated indices (default: slices with lesion)")
+    q.add_argument("--axis", default="axial", help="axial|coronal|sagittal or 0|1|2")
+    q.add_argument("--split", choices=["train", "val"], default="train")
+    q.add_argument("--note", help="free text kept with each item")
+    q = queue_parser("list", "current items (latest revision, not removed)")
+    q.add_argument("--split", choices=["train", "val"])
+    q.add_argument("--all", action="store_true", help="include removed and superseded items")
+    for name, text in (
+        ("show", "one item with its history"),
+        ("remove", "soft delete"),
+        ("restore", "undo a remove"),
+    ):
+        queue_parser(name, text).add_argument("id", type=int)
+    q = queue_parser("split", "move an item to train or val")
+    q.add_argument("id", type=int)
+    q.add_argument("split", choices=["train", "val"])
+    q = queue_parser("export", "write an nnU-Net raw dataset or NIfTI pairs")
+    q.add_argument("--format", choices=["nnunet", "nifti"], required=True)
+    q.add_argument("--output", "-o", required=True)
+    queue_parser("check", "verify the database and every stored item")
 
     p = sub.add_parser("demo", help="headless: segment the sample brain and write the results")
     p.add_argument("--output", "-o", default="out/demo")
