@@ -55,7 +55,9 @@ def main() -> None:
         viewer.dims.set_current_step(0, index)
         app.processEvents()
         refreshed = []
-        callback = labels.events.set_data.connect(lambda _e: refreshed.append(time.perf_counter()))
+        callback = labels.events.set_data.connect(
+            lambda _e, refreshed=refreshed: refreshed.append(time.perf_counter())
+        )
         start = time.perf_counter()
         widget.slice_button.clicked.emit()
         wait_idle()

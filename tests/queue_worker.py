@@ -26,7 +26,8 @@ def main(workspace: str, tag: str, count: int) -> None:
             spacing=(1.0, 1.0, 1.0),
             note=f"{tag}-{n}",
         )
-        print(n, flush=True)
+        sys.stdout.write(f"{n}\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
