@@ -22,6 +22,14 @@ def pytest_configure(config):
         )
 
 
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Keep the default workspace (platformdirs) out of the real home directory."""
+    home = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+
+
 @pytest.fixture
 def tiny_bundle() -> ModelBundle:
     """A small random same-padding network: fast, but a real U-Net."""

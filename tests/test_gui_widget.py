@@ -245,3 +245,59 @@ def test_segment_visible_region_only_touches_what_is_on_screen(
     assert rows.min() <= 60 <= rows.max() and cols.min() <= 50 <= cols.max()
     height, width = viewer.window._qt_viewer.canvas.size
     assert rows.max() - rows.min() <= height / 8 + 2 and cols.max() - cols.min() <= width / 8 + 2
+
+
+def test_queue_correction_from_the_widget(viewer_with_widget, qtbot, tiny_checkpoint, tmp_path):
+    viewer, widget = viewer_with_widget
+    panel = widget.queue_panel
+    panel.workspace.value = tmp_path / "ws"
+    labels = _paint_mask(viewer, widget, qtbot, tiny_checkpoint)
+    viewer.dims.set_current_step(0, 90)
+    labels.data[89:92, 100:110, 90:100] = 1
+    panel.span.value = 1
+    panel.split.value = "val"
+    panel.note.value = "reviewed"
+    panel.queue_button.clicked.emit()
+    items = panel.queue.items()
+    assert [i.slice_index for i in items] == [89, 90, 91]
+    assert {i.split for i in items} == {"val"} and items[0].note == "reviewed"
+    assert items[0].source_path.endswith("sample_t1.nii.gz")
+    assert panel.counts.value == "0 train, 3 val"
+    assert len(panel.list.choices) == 3
+    assert not panel.list.native.item(0).icon().isNull()  # a thumbnail per item
+    np.testing.assert_array_equal(panel.queue.arrays(items[1])["mask"], labels.data[90])
+    panel.list.value = [panel.list.choices[0]]
+    panel.remove_button.clicked.emit()
+    assert panel.counts.value == "0 train, 2 val"
+    panel.restore_button.clicked.emit()
+    assert panel.counts.value == "0 train, 3 val"
+    panel.list.value = [panel.list.choices[2]]
+    panel.move_button.clicked.emit()
+    assert panel.counts.value == "1 train, 2 val"
+    viewer.dims.set_current_step(0, 10)
+    panel.list.value = [panel.list.choices[0]]
+    panel.open_button.clicked.emit()
+    assert viewer.dims.current_step[0] == 89
+
+
+def test_autosave_restores_edits_after_a_crash(make_napari_viewer, qtbot, tmp_path):
+    from napari_unet.core.autosave import Autosaver
+    from napari_unet.core.edit_queue import file_sha256
+    from napari_unet.core.workspace import default_workspace
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unet", "stroke_t1")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Lesion segmentation")
+    source = viewer.layers["T1 sample brain"]
+    labels = widget.lesion_layer(source)
+    labels.data_setitem((np.array([50, 50]), np.array([60, 61]), np.array([70, 70])), 1)
+    widget.queue_panel.autosave()
+    saved = Autosaver(default_workspace()).path(file_sha256(SAMPLE_T1))
+    qtbot.waitUntil(saved.exists, timeout=10_000)
+    # "crash": a new viewer opens the same image; the edits come back, undoable
+    viewer.layers.clear()
+    viewer.open_sample("napari-unet", "stroke_t1")
+    restored = viewer.layers["T1 sample brain lesion"]
+    assert int(restored.data.sum()) == 2 and restored.data[50, 61, 70] == 1
+    restored.undo()
+    assert int(restored.data.sum()) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import napari
 import numpy as np
@@ -30,7 +31,8 @@ from ..core.models import BUNDLED, DEFAULT_MODEL, get_model
 from ..core.session import SegmentationSession
 from ..core.uncertainty import iter_flip_uncertainty
 from .correction_panel import CorrectionPanel
-from .layers import geometry_from_metadata
+from .layers import META_KEY, geometry_from_metadata
+from .queue_panel import QueuePanel
 from .review_panel import ReviewPanel
 from .view import current_slice, visible_box
 
@@ -79,6 +81,7 @@ class SegmentationWidget(Container):
         self.save_prob_button = PushButton(text="Save probabilities (NIfTI)")
         self.correction = CorrectionPanel(viewer, self._active_lesion_layer)
         self.review = ReviewPanel(viewer, self.estimate_uncertainty, self.next_uncertain_slice)
+        self.queue_panel = QueuePanel(self)
         self._readout_timer = _single_shot_timer(250, self._update_readout_now, self.native)
         self.extend(
             [
@@ -95,6 +98,7 @@ class SegmentationWidget(Container):
                 self.slice_readout,
                 self.correction,
                 self.review,
+                self.queue_panel,
                 self.save_path,
                 self.save_button,
                 self.save_prob_button,
@@ -110,14 +114,18 @@ class SegmentationWidget(Container):
         self.save_button.changed.connect(self.save_mask)
         self.save_prob_button.changed.connect(self.save_probabilities)
         viewer.layers.events.inserted.connect(self._reset_choices)
+        viewer.layers.events.inserted.connect(self._restore_autosave)
         viewer.layers.events.removed.connect(self._reset_choices)
         viewer.dims.events.current_step.connect(self._update_slice_readout)
         self.native.destroyed.connect(self._disconnect)
+        for layer in list(viewer.layers):  # images opened before the widget
+            self._restore_autosave(SimpleNamespace(value=layer))
         for key, action in (
             ("Alt-S", self.segment_slice),
             ("Alt-R", self.segment_region),
             ("Alt-V", self.segment_volume),
             ("Alt-N", self.next_uncertain_slice),
+            ("Alt-Q", lambda: self._guarded(self.queue_panel.queue_current)),
         ):
             viewer.bind_key(key, lambda _v, action=action: action(), overwrite=True)
 
@@ -130,6 +138,7 @@ class SegmentationWidget(Container):
     def _disconnect(self, _object=None) -> None:
         """The dock widget was closed: stop listening to the viewer."""
         self.viewer.layers.events.inserted.disconnect(self._reset_choices)
+        self.viewer.layers.events.inserted.disconnect(self._restore_autosave)
         self.viewer.layers.events.removed.disconnect(self._reset_choices)
         self.viewer.dims.events.current_step.disconnect(self._update_slice_readout)
 
@@ -172,6 +181,16 @@ class SegmentationWidget(Container):
         layer.events.paint.connect(lambda _e: self._update_readout())
         self.viewer.layers.selection.active = source
         return layer
+
+    def _restore_autosave(self, event=None) -> None:
+        layer = getattr(event, "value", None)
+        if not isinstance(layer, napari.layers.Image) or META_KEY not in layer.metadata:
+            return
+        try:
+            if self.queue_panel.restore_autosave(layer, _PendingLabels(self, layer)):
+                self._update_readout()
+        except Exception as exc:  # noqa: BLE001 - never lose the chance to tell the user
+            show_error(f"napari-unet: could not restore the autosave: {exc}")
 
     def _active_lesion_layer(self) -> napari.layers.Labels:
         source = self._source()
@@ -411,6 +430,20 @@ class SegmentationWidget(Container):
         else:
             written = write_labels_nifti(self.lesion_layer(source).data, geometry, path)
         show_info(f"napari-unet: saved {written}")
+
+
+class _PendingLabels:
+    """The lesion layer of ``source``, created only when an autosave is really restored."""
+
+    def __init__(self, widget, source) -> None:
+        self._widget, self._source = widget, source
+
+    @property
+    def data(self):
+        return np.zeros(self._source.data.shape, dtype=np.uint8)
+
+    def data_setitem(self, indices, value) -> None:
+        self._widget.lesion_layer(self._source).data_setitem(indices, value)
 
 
 def _single_shot_timer(milliseconds: int, callback, parent):
