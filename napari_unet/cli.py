@@ -164,6 +164,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             "base_width": args.base_width,
         }
     )
+    init_from = None
+    if args.init:
+        from .core.checkpoint import load_checkpoint
+
+        init_from = load_checkpoint(args.init)
+        model_config = init_from.config
     config = TrainConfig(
         model=model_config,
         normalization=NormalizationSpec(),
@@ -174,6 +180,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         seed=args.seed,
         device=args.device,
+        lesion_fraction=args.lesion_fraction,
+        warmup=args.warmup,
     )
     bar = ProgressBar("loading volumes")
     train_volumes = load_volumes(
@@ -187,6 +195,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "val_cases": [v.case for v in val_volumes],
         "napari_unet": __version__,
     }
+    if init_from is not None:
+        provenance["init_from"] = {"path": str(args.init), "version_id": init_from.version_id}
     bar = ProgressBar("training")
     generator = train(
         train_volumes,
@@ -195,6 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.output,
         resume=not args.no_resume,
         provenance=provenance,
+        init_from=init_from,
     )
     while True:
         try:
@@ -444,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--no-resume", action="store_true", help="start over even if a run exists")
+    p.add_argument("--init", help="start from this checkpoint's weights (continued training)")
+    p.add_argument(
+        "--lesion-fraction", type=float, default=0.6, help="share of patches centred near a lesion"
+    )
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="ISLES 2022 metrics of predicted vs true masks")

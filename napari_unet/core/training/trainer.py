@@ -153,13 +153,22 @@ def train(
     run_dir: str | Path,
     resume: bool = True,
     provenance: dict | None = None,
+    init_from: ModelBundle | None = None,
 ) -> Generator[TrainEvent, None, Path]:
-    """Train, validating every ``val_every`` steps; returns the best checkpoint's path."""
+    """Train, validating every ``val_every`` steps; returns the best checkpoint's path.
+
+    ``init_from`` starts from another model's weights (continued training, fine-tuning).
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = select_device(config.device)
     torch.manual_seed(config.seed)
-    model = UNet(config.model).to(device)
+    model = UNet(config.model)
+    if init_from is not None:
+        if init_from.config != config.model:
+            raise ValueError("init_from has a different network config than the training config")
+        model.load_state_dict(init_from.model.state_dict())
+    model = model.to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
