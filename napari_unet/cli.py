@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
 
 log = logging.getLogger("napari_unet")
@@ -389,6 +391,85 @@ def _queue_action(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .core.edit_queue import QueueError
+    from .core.finetune import FinetuneConfig, finetune
+    from .core.registry import RegistryError
+
+    replay = None
+    if args.replay:
+        from .core.training.datasets import find_cases
+        from .core.training.slices import load_volumes
+
+        bundle_spec = _registry(args).load(args.base).normalization
+        cases = [c for c in find_cases(args.replay) if c.split == "train"][: args.replay_cases]
+        replay = load_volumes(cases, bundle_spec, len(cases[0].images))
+    config = FinetuneConfig(
+        steps=args.steps, seed=args.seed, device=args.device, promote=args.promote, lr=args.lr
+    )
+    if args.epochs:
+        from .core.edit_queue import EditQueue
+
+        n_train = len(EditQueue(_registry(args).workspace).items(split="train"))
+        config.steps = max(1, int(np.ceil(args.epochs * n_train / config.batch_size)))
+    bar = ProgressBar("fine-tuning")
+    try:
+        generator = finetune(args.workspace, config, base=args.base, replay=replay)
+        while True:
+            try:
+                event = next(generator)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            bar.update(event.step, event.total, f"loss {event.loss:.4f}")
+    except (QueueError, RegistryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    print(f"candidate {result.candidate} (parent {result.base}) in {result.seconds:.1f} s")
+    if result.base_metrics:
+        b, c = result.base_metrics, result.candidate_metrics
+        print(f"  validation items: {c['items']}")
+        print(f"  Dice       base {b['dice']:.4f}  candidate {c['dice']:.4f}")
+        print(f"  lesion F1  base {b['lesion_f1']:.4f}  candidate {c['lesion_f1']:.4f}")
+        print(f"  |dV| mL    base {b['volume_error_ml']:.4f}  candidate {c['volume_error_ml']:.4f}")
+    print(f"  {'PROMOTED (active)' if result.promoted else 'not promoted'}: {result.reason}")
+    return 0
+
+
+def _registry(args: argparse.Namespace):
+    from .core.registry import ModelRegistry
+
+    return ModelRegistry(args.workspace)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .core.registry import RegistryError
+
+    try:
+        registry = _registry(args)
+        if args.models_command == "list":
+            print(f"{'':1s} {'version':28s} {'parent':28s} {'val dice':>8s} {'items':>5s}  note")
+            for v in registry.versions():
+                dice_value = v.metrics.get("queue_val", {}).get("dice")
+                dice_text = f"{dice_value:8.4f}" if dice_value is not None else f"{'-':>8s}"
+                print(
+                    f"{'*' if v.active else ' '} {v.version_id:28s} {v.parent or '-':28s} "
+                    f"{dice_text} {len(v.items):5d}  {v.note}"
+                )
+        elif args.models_command == "show":
+            print(json.dumps(registry.get(args.version).__dict__, indent=2))
+        elif args.models_command == "activate":
+            print(f"active model: {registry.activate(args.version).version_id}")
+        elif args.models_command == "export":
+            print(f"exported to {registry.export(args.version, args.output)}")
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def np_allclose(a, b) -> bool:
     import numpy as np
 
@@ -522,6 +603,36 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["nnunet", "nifti"], required=True)
     q.add_argument("--output", "-o", required=True)
     queue_parser("check", "verify the database and every stored item")
+
+    p = sub.add_parser("finetune", help="fine-tune on the queue's train items, gate on val")
+    p.add_argument("--workspace", help="workspace folder (default: the user data dir)")
+    p.add_argument("--base", help="version to start from (default: the active one)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--steps", type=int, default=150)
+    group.add_argument("--epochs", type=float, help="passes over the train items instead")
+    p.add_argument("--promote", choices=["auto", "never", "force"], default="auto")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--replay", help="dataset to mix replay slices from (nnU-Net raw layout)")
+    p.add_argument("--replay-cases", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("models", help="the model registry: list, show, activate, export")
+    models_sub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    for name, text in (
+        ("list", "all versions (* = active)"),
+        ("show", "one version"),
+        ("activate", "make a version active (promote or roll back)"),
+        ("export", "copy a version's checkpoint out"),
+    ):
+        m = models_sub.add_parser(name, help=text)
+        m.add_argument("--workspace", help="workspace folder (default: the user data dir)")
+        if name != "list":
+            m.add_argument("version")
+        if name == "export":
+            m.add_argument("--output", "-o", required=True)
+        m.set_defaults(func=cmd_models)
 
     p = sub.add_parser("demo", help="headless: segment the sample brain and write the results")
     p.add_argument("--output", "-o", default="out/demo")

@@ -60,6 +60,7 @@ class QueueItem:
     removed_voxels: int
     lesion_voxels: int
     clicks: list | None
+    intensity_stats: dict | None
     array_file: str
     array_sha256: str
     deleted_at: str | None
@@ -70,6 +71,8 @@ class QueueItem:
         data["affine"] = json.loads(data["affine"])
         data["spacing"] = json.loads(data["spacing"])
         data["clicks"] = json.loads(data["clicks"]) if data["clicks"] else None
+        stats = data.get("intensity_stats")
+        data["intensity_stats"] = json.loads(stats) if stats else None
         return cls(**data)
 
     def summary(self) -> dict:
@@ -134,8 +137,13 @@ class EditQueue:
         note: str = "",
         user: str | None = None,
         clicks: list | None = None,
+        intensity_stats: dict | None = None,
     ) -> QueueItem:
-        """Store one corrected slice; returns the committed item."""
+        """Store one corrected slice; returns the committed item.
+
+        ``intensity_stats`` are the per-channel normalization statistics of the *whole*
+        source volume, so fine-tuning normalizes the slice exactly as inference did.
+        """
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[None]
@@ -174,8 +182,8 @@ class EditQueue:
                     "INSERT INTO items (uid, source_path, source_sha256, axis, axis_name, "
                     "slice_index, revision, supersedes, split, model_version, created_at, user, "
                     "note, affine, spacing, channels, height, width, added_voxels, "
-                    "removed_voxels, lesion_voxels, clicks, array_file, array_sha256) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "removed_voxels, lesion_voxels, clicks, intensity_stats, array_file, "
+                    "array_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         uid,
                         str(source_path),
@@ -199,6 +207,7 @@ class EditQueue:
                         int(((mask == 0) & (prediction == 1)).sum()),
                         int(mask.sum()),
                         json.dumps(clicks) if clicks else None,
+                        json.dumps(intensity_stats) if intensity_stats else None,
                         array_file,
                         sha,
                     ),

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from . import normalization as norm
 from .edit_queue import EditQueue, QueueError, QueueItem, file_sha256
 from .io import LoadedImage
 from .io.writers import atomic_write
+from .normalization import NormalizationSpec
 
 AXIS_ALIASES = {"0": 0, "1": 1, "2": 2}
 
@@ -48,8 +51,13 @@ def queue_slices(
     model_version: str | None = None,
     source_sha256: str | None = None,
     clicks: dict[int, list] | None = None,
+    normalization: NormalizationSpec | None = None,
 ) -> list[QueueItem]:
-    """Queue one item per slice (default: every slice with lesion voxels)."""
+    """Queue one item per slice (default: every slice with lesion voxels).
+
+    The whole volume's normalization statistics are stored with each item, so a
+    fine-tune sees each slice exactly as inference on the volume did.
+    """
     mask = np.asarray(mask)
     if mask.shape != image.spatial_shape:
         raise QueueError(
@@ -68,6 +76,11 @@ def queue_slices(
     sha = source_sha256 or file_sha256(image.path)
     axis_name = image.geometry.display_axis_name(axis)
     spacing = image.geometry.display_spacing
+    spec = normalization or NormalizationSpec()
+    stats = {
+        "spec": spec.to_dict(),
+        "channels": [asdict(norm.fit(channel, spec)) for channel in data],
+    }
     items = []
     for index in slices:
         items.append(
@@ -86,6 +99,7 @@ def queue_slices(
                 model_version=model_version,
                 note=note,
                 clicks=(clicks or {}).get(index),
+                intensity_stats=stats,
             )
         )
     return items

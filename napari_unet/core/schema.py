@@ -33,6 +33,7 @@ MIGRATIONS: list[str] = [
         removed_voxels INTEGER NOT NULL,
         lesion_voxels INTEGER NOT NULL,
         clicks TEXT,
+        intensity_stats TEXT,
         array_file TEXT NOT NULL,
         array_sha256 TEXT NOT NULL,
         deleted_at TEXT
@@ -45,6 +46,21 @@ MIGRATIONS: list[str] = [
         action TEXT NOT NULL,
         detail TEXT NOT NULL DEFAULT ''
     );
+    """,
+    # 2: the model registry
+    """
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        version_id TEXT NOT NULL UNIQUE,
+        parent TEXT,
+        weights_file TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        hyperparameters TEXT NOT NULL DEFAULT '{}',
+        items TEXT NOT NULL DEFAULT '[]',
+        metrics TEXT NOT NULL DEFAULT '{}',
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

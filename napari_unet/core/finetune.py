@@ -1,0 +1,249 @@
+"""Fine-tune from the edit queue, gate on the validation items, register the result.
+
+A fine-tune trains from a base version (the active one by default) on the
+queue's *train* items, optionally mixing in replay slices from the original
+training data, and evaluates base and candidate on the queue's *val* items
+(Dice, lesion-wise F1, volume error in mL). ``auto`` activates the candidate
+only if it is not worse; ``force`` always does; ``never`` keeps it inactive.
+Nothing touches the registry until training has finished, so a cancelled run
+leaves it unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import normalization as norm
+from .checkpoint import ModelBundle, new_version_id
+from .device import select_device
+from .edit_queue import EditQueue, QueueError, QueueItem
+from .metrics import lesion_f1
+from .registry import ModelRegistry
+from .training.slices import SliceBank, Volume
+from .training.trainer import TrainEvent, augment_batch, dice_ce_loss
+from .unet import UNet
+
+PROMOTE = ("auto", "never", "force")
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = 150
+    batch_size: int = 8
+    patch: int = 128
+    lr: float = 3e-4
+    lesion_fraction: float = 0.7
+    replay_fraction: float = 0.25
+    seed: int = 0
+    device: str = "auto"
+    promote: str = "auto"
+
+
+@dataclass
+class FinetuneResult:
+    candidate: str
+    base: str
+    promoted: bool
+    reason: str
+    base_metrics: dict = field(default_factory=dict)
+    candidate_metrics: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def item_volume(queue: EditQueue, item: QueueItem, spec: norm.NormalizationSpec) -> Volume:
+    """A queue item as a one-slice training volume, normalized as inference saw it."""
+    arrays = queue.arrays(item)
+    image = arrays["image"].astype(np.float32)
+    stored = item.intensity_stats
+    channels = []
+    for index, channel in enumerate(image):
+        if stored and stored["spec"] == spec.to_dict():
+            stats = norm.IntensityStats(**stored["channels"][index])
+        else:  # queued for a model with another normalization: fall back to the slice
+            stats = norm.fit(channel, spec)
+        channels.append(norm.apply(channel, stats, spec))
+    normalized = np.stack(channels)[:, None].astype(np.float16)
+    return Volume(
+        f"item{item.id}", normalized, arrays["mask"][None].astype(np.uint8), tuple(item.spacing)
+    )
+
+
+def evaluate_items(bundle: ModelBundle, volumes: list[Volume], device: str = "auto") -> dict:
+    """Pooled Dice, mean lesion-wise F1 and mean absolute volume error (mL) over val items."""
+    model = bundle.model.to(select_device(device)).eval()
+    intersections = totals = 0
+    f1s, errors = [], []
+    with torch.inference_mode():
+        for volume in volumes:
+            image = torch.from_numpy(volume.image[:, 0].astype(np.float32))[None]
+            height, width = image.shape[-2:]
+            pad_h, pad_w = (-height) % 2**bundle.config.depth, (-width) % 2**bundle.config.depth
+            padded = torch.nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
+            prob = bundle.model.lesion_probability(
+                model(padded.to(next(model.parameters()).device))
+            )
+            pred = prob[0, :height, :width].cpu().numpy() >= bundle.threshold
+            truth = volume.mask[0] > 0
+            intersections += int((pred & truth).sum())
+            totals += int(pred.sum() + truth.sum())
+            f1s.append(lesion_f1(pred, truth))
+            voxel_ml = float(np.prod(volume.spacing)) / 1000.0
+            errors.append(abs(int(pred.sum()) - int(truth.sum())) * voxel_ml)
+    pooled = 1.0 if totals == 0 else 2.0 * intersections / totals
+    return {
+        "dice": pooled,
+        "lesion_f1": float(np.mean(f1s)) if f1s else float("nan"),
+        "volume_error_ml": float(np.mean(errors)) if errors else float("nan"),
+        "items": len(volumes),
+    }
+
+
+def _not_worse(candidate: dict, base: dict) -> bool:
+    return candidate["dice"] >= base["dice"] - 1e-9
+
+
+def _run_key(base: str, items: list[QueueItem], config: FinetuneConfig) -> str:
+    text = json.dumps([base, [(i.id, i.revision) for i in items], asdict(config)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def finetune(
+    workspace: str | Path | None,
+    config: FinetuneConfig | None = None,
+    base: str | None = None,
+    replay: list[Volume] | None = None,
+) -> Generator[TrainEvent, None, FinetuneResult]:
+    """Yields training progress; returns what was registered and whether it was promoted."""
+    config = config or FinetuneConfig()
+    if config.promote not in PROMOTE:
+        raise ValueError(f"promote must be one of {PROMOTE}")
+    started = time.time()
+    registry = ModelRegistry(workspace)
+    queue = EditQueue(registry.workspace)
+    base_id = base or registry.active_id()
+    base_bundle = registry.load(base_id)
+    train_items, val_items = queue.items(split="train"), queue.items(split="val")
+    if not train_items:
+        raise QueueError(
+            f"{registry.workspace}: no train items in the queue; queue corrections first"
+        )
+    spec = base_bundle.normalization
+    train_volumes = [item_volume(queue, item, spec) for item in train_items]
+    val_volumes = [item_volume(queue, item, spec) for item in val_items]
+    device = select_device(config.device)
+    torch.manual_seed(config.seed)
+    model = UNet(base_bundle.config)
+    model.load_state_dict(base_bundle.model.state_dict())
+    model = model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
+    run_dir = registry.workspace / "finetune" / _run_key(base_id, train_items, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = run_dir / "state.pt"
+    start = 0
+    if state_path.exists():  # an interrupted identical run: resume it
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        yield TrainEvent(start, config.steps, float("nan"), message=f"resumed at step {start}")
+    bank = SliceBank(train_volumes)
+    replay_bank = SliceBank(replay) if replay else None
+    running = None
+    for step in range(start, config.steps):
+        model.train()
+        rng = np.random.default_rng([config.seed, step])
+        n_replay = int(round(config.batch_size * config.replay_fraction)) if replay_bank else 0
+        images, masks = bank.sample(
+            rng, config.batch_size - n_replay, config.patch, config.lesion_fraction
+        )
+        if n_replay:
+            extra_images, extra_masks = replay_bank.sample(rng, n_replay, config.patch, 0.5)
+            images = np.concatenate([images, extra_images])
+            masks = np.concatenate([masks, extra_masks])
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        x, y = augment_batch(torch.from_numpy(images), torch.from_numpy(masks), generator)
+        loss = dice_ce_loss(model(x.to(device)), y.to(device), base_bundle.config.num_classes)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running = float(loss) if running is None else 0.9 * running + 0.1 * float(loss)
+        if (step + 1) % 25 == 0:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step + 1,
+                },
+                tmp,
+            )
+            tmp.replace(state_path)
+        yield TrainEvent(step + 1, config.steps, running)
+
+    cpu_model = UNet(base_bundle.config)
+    cpu_model.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+    candidate = ModelBundle(
+        cpu_model.eval(),
+        base_bundle.config,
+        spec,
+        new_version_id(),
+        base_bundle.threshold,
+        provenance={"parent": base_id, "finetune": asdict(config)},
+    )
+    base_metrics = evaluate_items(base_bundle, val_volumes, "cpu") if val_volumes else {}
+    cand_metrics = evaluate_items(candidate, val_volumes, "cpu") if val_volumes else {}
+    candidate.metrics = {"queue_val": cand_metrics}
+    if config.promote == "force":
+        promoted, reason = True, "forced"
+    elif config.promote == "never":
+        promoted, reason = False, "promotion disabled (never)"
+    elif not val_volumes:
+        promoted, reason = False, "no validation items to check against: not promoted"
+    elif _not_worse(cand_metrics, base_metrics):
+        promoted, reason = (
+            True,
+            (f"validation Dice {cand_metrics['dice']:.4f} >= base {base_metrics['dice']:.4f}"),
+        )
+    else:
+        promoted, reason = (
+            False,
+            (
+                f"validation Dice {cand_metrics['dice']:.4f} < base "
+                f"{base_metrics['dice']:.4f}: kept inactive"
+            ),
+        )
+    registry.register(
+        candidate,
+        parent=base_id,
+        hyperparameters=asdict(config),
+        items=[[i.id, i.revision, i.uid] for i in train_items],
+        metrics={
+            "queue_val": cand_metrics,
+            "base_queue_val": base_metrics,
+            "train_items": len(train_items),
+            "val_items": len(val_items),
+            "minutes": round((time.time() - started) / 60, 3),
+        },
+        note=reason,
+        activate=promoted,
+    )
+    state_path.unlink(missing_ok=True)
+    registry.close()
+    queue.close()
+    return FinetuneResult(
+        candidate.version_id,
+        base_id,
+        promoted,
+        reason,
+        base_metrics,
+        cand_metrics,
+        time.time() - started,
+    )
