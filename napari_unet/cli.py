@@ -184,6 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         lesion_fraction=args.lesion_fraction,
         warmup=args.warmup,
+        min_lesion_voxels=args.min_lesion_voxels,
     )
     bar = ProgressBar("loading volumes")
     train_volumes = load_volumes(
@@ -541,6 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--lesion-fraction", type=float, default=0.6, help="share of patches centred near a lesion"
     )
     p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    p.add_argument(
+        "--min-lesion-voxels",
+        type=int,
+        default=0,
+        help="post-processing: drop 3D components smaller than this",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="ISLES 2022 metrics of predicted vs true masks")

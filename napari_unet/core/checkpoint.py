@@ -46,6 +46,7 @@ class ModelBundle:
     normalization: NormalizationSpec
     version_id: str
     threshold: float = 0.5
+    min_lesion_voxels: int = 0  # post-processing: drop smaller 3D components
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
@@ -58,6 +59,7 @@ class ModelBundle:
             "config": self.config.to_dict(),
             "normalization": self.normalization.to_dict(),
             "threshold": self.threshold,
+            "min_lesion_voxels": self.min_lesion_voxels,
             "provenance": self.provenance,
             "metrics": self.metrics,
             "weights_sha256": weights_sha256,
@@ -207,6 +209,7 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         normalization=normalization,
         version_id=str(meta["version_id"]),
         threshold=float(meta.get("threshold", 0.5)),
+        min_lesion_voxels=int(meta.get("min_lesion_voxels", 0)),
         provenance=dict(meta.get("provenance", {})),
         metrics=dict(meta.get("metrics", {})),
         path=path,

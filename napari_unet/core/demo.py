@@ -7,12 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .inference import Predictor
 from .io import read_image, write_labels_nifti, write_probability_nifti
 from .metrics import evaluate_case
 from .models import get_model
+from .pipeline import binarize
 from .sample import SAMPLE_LESION, SAMPLE_T1
 
 log = logging.getLogger(__name__)
@@ -27,7 +26,7 @@ def run_demo(output: Path, device: str = "auto") -> int:
     image = read_image(SAMPLE_T1)
     truth = read_image(SAMPLE_LESION).data > 0.5
     prob = predictor.predict_volume(image.data, axis=0)
-    mask = (prob >= bundle.threshold).astype(np.uint8)
+    mask = binarize(prob, bundle)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = output / stamp
     mask_path = write_labels_nifti(mask, image.geometry, run_dir / "sample_t1_lesion.nii.gz")

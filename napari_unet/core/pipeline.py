@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import ModelBundle
+from .editing import remove_small_components
 from .inference import Predictor, Progress
 from .io import LoadedImage, case_name, read_image, write_labels_nifti, write_probability_nifti
 from .metrics import lesion_count, volume_ml
@@ -24,6 +25,14 @@ class SegmentationResult:
     probability_path: Path | None
     lesion_ml: float
     lesions: int
+
+
+def binarize(prob: np.ndarray, bundle: ModelBundle, threshold: float | None = None) -> np.ndarray:
+    """Threshold, then drop components smaller than the model's declared minimum."""
+    mask = (prob >= (bundle.threshold if threshold is None else threshold)).astype(np.uint8)
+    if bundle.min_lesion_voxels > 0:
+        mask = remove_small_components(mask, bundle.min_lesion_voxels)
+    return mask
 
 
 def segment_image(
@@ -50,7 +59,7 @@ def segment_file(
     bundle: ModelBundle = predictor.bundle
     image = read_image(source, volume=volume, all_volumes=bundle.config.in_channels > 1)
     prob = segment_image(predictor, image, 0, progress)
-    mask = (prob >= (bundle.threshold if threshold is None else threshold)).astype(np.uint8)
+    mask = binarize(prob, bundle, threshold)
     name = case_name(source)
     output_dir = Path(output_dir)
     mask_path = write_labels_nifti(

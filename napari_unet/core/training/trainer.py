@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import ModelBundle, new_version_id, save_checkpoint
 from ..device import select_device
+from ..editing import remove_small_components
 from ..inference import Predictor, drain
 from ..metrics import dice, lesion_f1
 from ..normalization import NormalizationSpec
@@ -47,6 +48,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threshold: float = 0.5
+    min_lesion_voxels: int = 0
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -119,7 +121,11 @@ def _lr_at(step: int, config: TrainConfig) -> float:
 
 
 def validate(
-    bundle: ModelBundle, volumes: list[Volume], threshold: float, device: str = "auto"
+    bundle: ModelBundle,
+    volumes: list[Volume],
+    threshold: float,
+    device: str = "auto",
+    min_lesion_voxels: int = 0,
 ) -> dict[str, float]:
     """3D Dice and lesion F1 over validation volumes, predicted slice by slice (axial)."""
     predictor = Predictor(bundle, device=device, batch_size=16)
@@ -131,6 +137,8 @@ def validate(
             identity = _identity_stats(image.shape[0])
         prob = drain(predictor.iter_predict_volume(image, axis=0, stats=identity))
         pred = prob >= threshold
+        if min_lesion_voxels:
+            pred = remove_small_components(pred.astype(np.uint8), min_lesion_voxels) > 0
         dices.append(dice(pred, volume.mask))
         f1s.append(lesion_f1(pred, volume.mask))
     return {
@@ -214,7 +222,9 @@ def train(
             bundle = ModelBundle(
                 model, config.model, config.normalization, version_id, config.threshold
             )
-            scores = validate(bundle, val_volumes, config.threshold, config.device)
+            scores = validate(
+                bundle, val_volumes, config.threshold, config.device, config.min_lesion_voxels
+            )
             history["val"].append(
                 {"step": step + 1, **scores, "minutes": round((time.time() - started) / 60, 2)}
             )
@@ -228,6 +238,7 @@ def train(
                     config.normalization,
                     version_id,
                     config.threshold,
+                    min_lesion_voxels=config.min_lesion_voxels,
                     provenance={
                         **(provenance or {}),
                         "train_config": config.to_dict(),

@@ -1,0 +1,157 @@
+"""Registry lineage and the fine-tune loop: it learns from corrections and the gate behaves."""
+
+import numpy as np
+import pytest
+
+from napari_unet.cli import main
+from napari_unet.core import queue_io
+from napari_unet.core.edit_queue import EditQueue, QueueError
+from napari_unet.core.finetune import FinetuneConfig, evaluate_items, finetune, item_volume
+from napari_unet.core.io import LoadedImage
+from napari_unet.core.io.geometry import ImageGeometry
+from napari_unet.core.registry import ModelRegistry, RegistryError, active_model_path
+
+
+def _run(generator):
+    events = []
+    while True:
+        try:
+            events.append(next(generator))
+        except StopIteration as stop:
+            return events, stop.value
+
+
+@pytest.fixture(scope="module")
+def hyper_case():
+    """A real brain with *hyperintense* lesions: a kind the default T1 model never saw."""
+    from napari_unet.core.synth.generator import make_case
+
+    case = make_case(424242, template_name="mni2009c_head", mode="hyper")
+    geometry = ImageGeometry.from_affine(case.affine, case.image.shape)
+    image = geometry.to_display(case.image)
+    mask = geometry.to_display(case.label)
+    return image, mask, geometry
+
+
+def _queue_case(workspace, hyper_case, tmp_path, train, val, corrupt=False):
+    image, mask, geometry = hyper_case
+    path = tmp_path / "hyper.nii.gz"
+    path.write_bytes(b"stand-in for the source file")  # only its hash is recorded
+    loaded = LoadedImage(image, geometry, path)
+    queue = EditQueue(workspace)
+    train_mask = np.zeros_like(mask) if corrupt else mask
+    queue_io.queue_slices(queue, loaded, train_mask, slices=train, split="train")
+    queue_io.queue_slices(queue, loaded, mask, slices=val, split="val")
+    return queue
+
+
+def _lesion_slices(mask, count, offset=0):
+    slices = np.flatnonzero(mask.sum(axis=(1, 2)) > 60)
+    return [int(s) for s in slices[offset::3][:count]]
+
+
+def test_registry_starts_with_the_bundled_model_and_rolls_back(tmp_path):
+    registry = ModelRegistry(tmp_path / "ws")
+    versions = registry.versions()
+    assert len(versions) == 1 and versions[0].active and versions[0].parent is None
+    root = versions[0].version_id
+    bundle = registry.load()
+    bundle.version_id = "v2-test"
+    registry.register(bundle, parent=root, note="test", activate=True)
+    assert registry.active_id() == "v2-test"
+    assert active_model_path(tmp_path / "ws").name == "v2-test.safetensors"
+    registry.activate(root)  # roll back
+    assert registry.active_id() == root
+    with pytest.raises(RegistryError, match="no model version 'nope'"):
+        registry.activate("nope")
+    with pytest.raises(RegistryError, match="already registered"):
+        registry.register(bundle, parent=root)
+    out = registry.export("v2-test", tmp_path / "out" / "m.safetensors")
+    assert out.exists() and out.with_suffix(".json").exists()
+
+
+def test_finetune_learns_hyperintense_lesions_and_gate_promotes(tmp_path, hyper_case):
+    _, mask, _ = hyper_case
+    train = _lesion_slices(mask, 5)
+    val = _lesion_slices(mask, 4, offset=1)
+    assert not set(train) & set(val) and len(train) == 5 and len(val) == 4
+    workspace = tmp_path / "ws"
+    queue = _queue_case(workspace, hyper_case, tmp_path, train, val)
+    registry = ModelRegistry(workspace)
+    root = registry.active_id()
+    base_bundle = registry.load()
+    val_volumes = [item_volume(queue, i, base_bundle.normalization)
+                   for i in queue.items(split="val")]
+    before = evaluate_items(base_bundle, val_volumes, "cpu")
+    events, result = _run(finetune(workspace, FinetuneConfig(steps=80, seed=1, device="cpu")))
+    assert events[-1].step == 80
+    assert result.base == root and result.base_metrics["dice"] == pytest.approx(before["dice"])
+    # measurably better on other slices of the same kind of lesion
+    assert result.candidate_metrics["dice"] > before["dice"] + 0.1
+    assert result.promoted and registry.active_id() == result.candidate
+    version = registry.get(result.candidate)
+    assert version.parent == root
+    assert sorted(i[0] for i in version.items) == sorted(i.id for i in queue.items("train"))
+    assert version.hyperparameters["steps"] == 80
+    assert version.metrics["queue_val"]["dice"] == pytest.approx(result.candidate_metrics["dice"])
+
+
+def test_gate_refuses_a_worse_candidate(tmp_path, hyper_case):
+    image, mask, geometry = hyper_case
+    workspace = tmp_path / "ws"
+    train, val = _lesion_slices(mask, 5), _lesion_slices(mask, 4, offset=1)
+    queue = _queue_case(workspace, hyper_case, tmp_path, train, val)
+    registry = ModelRegistry(workspace)
+    root = registry.active_id()
+    _, good = _run(finetune(workspace, FinetuneConfig(steps=80, seed=1, device="cpu")))
+    assert good.promoted and registry.active_id() == good.candidate
+    # bad "corrections": new revisions of the same slices that erase every lesion
+    loaded = LoadedImage(image, geometry, tmp_path / "hyper.nii.gz")
+    queue_io.queue_slices(queue, loaded, np.zeros_like(mask), slices=train, split="train")
+    assert {i.revision for i in queue.items("train")} == {2}
+    _, bad = _run(finetune(workspace, FinetuneConfig(steps=60, device="cpu", lr=1e-3)))
+    assert bad.candidate_metrics["dice"] < bad.base_metrics["dice"]
+    assert not bad.promoted and "kept inactive" in bad.reason
+    assert registry.active_id() == good.candidate  # the good model stays active
+    assert registry.get(bad.candidate).parent == good.candidate
+    _, never = _run(finetune(workspace, FinetuneConfig(steps=1, device="cpu", promote="never")))
+    assert not never.promoted and registry.get(never.candidate).note.startswith("promotion")
+    _, forced = _run(finetune(workspace, FinetuneConfig(steps=1, device="cpu", promote="force"),
+                              base=root))
+    assert forced.promoted and registry.active_id() == forced.candidate
+
+
+def test_cancelled_finetune_leaves_registry_unchanged_and_resumes(tmp_path, hyper_case):
+    _, mask, _ = hyper_case
+    workspace = tmp_path / "ws"
+    _queue_case(workspace, hyper_case, tmp_path, _lesion_slices(mask, 3), [])
+    registry = ModelRegistry(workspace)
+    before = [v.version_id for v in registry.versions()]
+    config = FinetuneConfig(steps=60, device="cpu")
+    generator = finetune(workspace, config)
+    for event in generator:
+        if event.step == 30:
+            break
+    generator.close()  # the user pressed Cancel
+    assert [v.version_id for v in registry.versions()] == before
+    events, result = _run(finetune(workspace, config))
+    assert events[0].message == "resumed at step 25"
+    assert not result.promoted and "no validation items" in result.reason
+
+
+def test_finetune_without_train_items_is_a_clear_error(tmp_path):
+    with pytest.raises(QueueError, match="no train items"):
+        _run(finetune(tmp_path / "ws", FinetuneConfig(steps=1)))
+
+
+def test_models_cli(tmp_path, capsys):
+    ws = str(tmp_path / "ws")
+    assert main(["models", "list", "--workspace", ws]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 2 and "* " in out and "bundled default" in out
+    root = ModelRegistry(ws).active_id()
+    assert main(["models", "show", "--workspace", ws, root]) == 0
+    assert main(["models", "activate", "--workspace", ws, "missing"]) == 2
+    assert main(["models", "export", "--workspace", ws, root, "--output",
+                 str(tmp_path / "x.safetensors")]) == 0
+    assert (tmp_path / "x.safetensors").exists()
