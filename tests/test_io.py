@@ -1,6 +1,7 @@
 """I/O keeps geometry: orientations round-trip, DICOM sorts and rescales, bad files fail clearly."""
 
 import gzip
+import os
 
 import nibabel as nib
 import numpy as np
@@ -343,3 +344,14 @@ def test_unsupported_suffix(tmp_path):
     (tmp_path / "scan.mha").write_bytes(b"x")
     with pytest.raises(ImageReadError, match="unsupported file type"):
         read_image(tmp_path / "scan.mha")
+
+
+def test_written_files_get_normal_permissions(tmp_path, volume):
+    image = read_image(write_nifti(tmp_path / "a.nii.gz", volume, AFFINES["ras"]))
+    old = os.umask(0o022)
+    try:
+        out = write_labels_nifti(np.zeros(image.data.shape, np.uint8), image.geometry,
+                                 tmp_path / "m.nii.gz")
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644

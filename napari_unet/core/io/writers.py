@@ -32,6 +32,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None], overwrite: bool
             prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent
         )
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; saved files get normal modes
     except OSError as exc:
         raise ImageWriteError(path, f"cannot write here ({exc.strerror or exc})") from exc
     try:
@@ -50,6 +51,12 @@ def atomic_write(path: str | Path, write: Callable[[str], None], overwrite: bool
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def label_dtype(labels: np.ndarray) -> np.dtype:
