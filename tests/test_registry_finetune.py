@@ -41,7 +41,8 @@ def _queue_case(workspace, hyper_case, tmp_path, train, val, corrupt=False):
     queue = EditQueue(workspace)
     train_mask = np.zeros_like(mask) if corrupt else mask
     queue_io.queue_slices(queue, loaded, train_mask, slices=train, split="train")
-    queue_io.queue_slices(queue, loaded, mask, slices=val, split="val")
+    if val:
+        queue_io.queue_slices(queue, loaded, mask, slices=val, split="val")
     return queue
 
 
