@@ -96,13 +96,19 @@ class SegmentationWidget(Container):
                 self.threshold,
                 self.readout,
                 self.slice_readout,
-                self.correction,
-                self.review,
-                self.queue_panel,
-                self.save_path,
-                self.save_button,
-                self.save_prob_button,
             ]
+        )
+        self.export = Container(
+            widgets=[self.save_path, self.save_button, self.save_prob_button], labels=True
+        )
+        self.sections = _add_sections(
+            self,
+            {
+                "Correct": self.correction,
+                "Review": self.review,
+                "Queue": self.queue_panel,
+                "Export": self.export,
+            },
         )
 
         self.model.changed.connect(lambda v: setattr(self.model_file, "visible", v == FILE_CHOICE))
@@ -430,6 +436,19 @@ class SegmentationWidget(Container):
         else:
             written = write_labels_nifti(self.lesion_layer(source).data, geometry, path)
         show_info(f"napari-unet: saved {written}")
+
+
+def _add_sections(container: Container, panels: dict) -> dict:
+    """Collapsible sections under the main controls, so the dock stays short."""
+    from superqt import QCollapsible
+
+    sections = {}
+    for title, panel in panels.items():
+        section = QCollapsible(title)
+        section.addWidget(panel.native)
+        container.native.layout().addWidget(section)
+        sections[title] = section
+    return sections
 
 
 class _PendingLabels:

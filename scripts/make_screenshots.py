@@ -1,0 +1,65 @@
+"""Real screenshots of the plugin on the sample brain, for the README and the user guide.
+
+Run under a display (Xvfb works): ``xvfb-run -a -s "-screen 0 1920x1200x24"
+python scripts/make_screenshots.py docs/images``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main(out_dir: str) -> None:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    viewer = napari.Viewer(title="napari-unet")
+    viewer.window._qt_window.resize(1800, 1100)
+    viewer.open_sample("napari-unet", "stroke_t1")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Lesion segmentation")
+    app = QApplication.instance()
+
+    def settle(seconds: float = 0.5) -> None:
+        end = time.time() + seconds
+        while time.time() < end or widget.worker is not None:
+            app.processEvents()
+            time.sleep(0.01)
+
+    truth = np.asarray(viewer.layers["true lesion (synthetic)"].data)
+    z = int(np.argmax(truth.sum(axis=(1, 2))))
+    viewer.dims.set_current_step(0, z)
+    widget.volume_button.clicked.emit()
+    settle(1.0)
+    viewer.layers["T1 sample brain lesion"].contour = 0
+    settle(1.0)
+    viewer.screenshot(str(out / "overview.png"), canvas_only=False)
+
+    ys, xs = np.nonzero(truth[z])
+    viewer.camera.center = (z, float(ys.mean()), float(xs.mean()))
+    viewer.camera.zoom = 3.5
+    viewer.layers["true lesion (synthetic)"].visible = True
+    viewer.layers["true lesion (synthetic)"].contour = 2
+    settle(1.0)
+    viewer.screenshot(str(out / "overlay_vs_truth.png"), canvas_only=True)
+
+    viewer.layers["true lesion (synthetic)"].visible = False
+    for title in ("Correct", "Review", "Queue"):
+        widget.sections[title].expand(animate=False)
+    widget.review.uncertainty_button.clicked.emit()
+    settle(1.0)
+    widget.queue_panel.workspace.value = out / ".screenshot_workspace"
+    widget.queue_panel.span.value = 2
+    widget.queue_panel.queue_button.clicked.emit()
+    settle(1.0)
+    viewer.screenshot(str(out / "review_and_queue.png"), canvas_only=False)
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "docs/images")
