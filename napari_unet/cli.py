@@ -314,12 +314,12 @@ def _open_queue(args: argparse.Namespace):
 
 def cmd_queue(args: argparse.Namespace) -> int:
     from .core.edit_queue import QueueError
-    from .core.io import ImageReadError
+    from .core.io import GeometryMismatchError, ImageReadError
     from .core.workspace import WorkspaceError
 
     try:
         return _queue_action(args)
-    except (QueueError, ImageReadError, WorkspaceError) as exc:
+    except (QueueError, ImageReadError, WorkspaceError, GeometryMismatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -327,19 +327,13 @@ def cmd_queue(args: argparse.Namespace) -> int:
 def _queue_action(args: argparse.Namespace) -> int:
     from .core import queue_io
     from .core.edit_queue import QueueError
-    from .core.io import read_image
+    from .core.io import check_same_grid, read_image
 
     queue = _open_queue(args)
     if args.queue_command == "add":
         image = read_image(args.image)
         mask_image = read_image(args.mask)
-        if mask_image.geometry.shape != image.geometry.shape or not np_allclose(
-            mask_image.geometry.affine, image.geometry.affine
-        ):
-            raise QueueError(
-                f"{args.mask}: the mask's shape or affine does not match "
-                f"{args.image}; masks must be in the image's voxel grid"
-            )
+        check_same_grid(mask_image, image, "a mask must be in its image's voxel grid")
         prediction = read_image(args.prediction).data if args.prediction else None
         axis = queue_io.resolve_axis(args.axis, image)
         slices = [int(s) for s in args.slices.split(",") if s.strip()] if args.slices else None
@@ -469,12 +463,6 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def np_allclose(a, b) -> bool:
-    import numpy as np
-
-    return bool(np.allclose(a, b, atol=1e-3))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -350,8 +350,9 @@ def test_written_files_get_normal_permissions(tmp_path, volume):
     image = read_image(write_nifti(tmp_path / "a.nii.gz", volume, AFFINES["ras"]))
     old = os.umask(0o022)
     try:
-        out = write_labels_nifti(np.zeros(image.data.shape, np.uint8), image.geometry,
-                                 tmp_path / "m.nii.gz")
+        out = write_labels_nifti(
+            np.zeros(image.data.shape, np.uint8), image.geometry, tmp_path / "m.nii.gz"
+        )
     finally:
         os.umask(old)
     assert out.stat().st_mode & 0o777 == 0o644

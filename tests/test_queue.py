@@ -278,7 +278,7 @@ def test_cli_rejects_mismatched_mask_and_empty_selection(tmp_path, case, rng, ca
         main(["queue", "add", "--workspace", ws, "--image", str(image_path), "--mask", str(other)])
         == 2
     )
-    assert "other.nii.gz: the mask's shape or affine does not match" in capsys.readouterr().err
+    assert "other.nii.gz: its affine differs" in capsys.readouterr().err
     empty = write_nifti(
         tmp_path / "empty.nii.gz", np.zeros((30, 28, 8), np.uint8), np.diag([-0.9, -0.9, 3.0, 1.0])
     )

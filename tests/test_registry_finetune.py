@@ -81,8 +81,9 @@ def test_finetune_learns_hyperintense_lesions_and_gate_promotes(tmp_path, hyper_
     registry = ModelRegistry(workspace)
     root = registry.active_id()
     base_bundle = registry.load()
-    val_volumes = [item_volume(queue, i, base_bundle.normalization)
-                   for i in queue.items(split="val")]
+    val_volumes = [
+        item_volume(queue, i, base_bundle.normalization) for i in queue.items(split="val")
+    ]
     before = evaluate_items(base_bundle, val_volumes, "cpu")
     events, result = _run(finetune(workspace, FinetuneConfig(steps=80, seed=1, device="cpu")))
     assert events[-1].step == 80
@@ -117,8 +118,9 @@ def test_gate_refuses_a_worse_candidate(tmp_path, hyper_case):
     assert registry.get(bad.candidate).parent == good.candidate
     _, never = _run(finetune(workspace, FinetuneConfig(steps=1, device="cpu", promote="never")))
     assert not never.promoted and registry.get(never.candidate).note.startswith("promotion")
-    _, forced = _run(finetune(workspace, FinetuneConfig(steps=1, device="cpu", promote="force"),
-                              base=root))
+    _, forced = _run(
+        finetune(workspace, FinetuneConfig(steps=1, device="cpu", promote="force"), base=root)
+    )
     assert forced.promoted and registry.active_id() == forced.candidate
 
 
@@ -153,6 +155,18 @@ def test_models_cli(tmp_path, capsys):
     root = ModelRegistry(ws).active_id()
     assert main(["models", "show", "--workspace", ws, root]) == 0
     assert main(["models", "activate", "--workspace", ws, "missing"]) == 2
-    assert main(["models", "export", "--workspace", ws, root, "--output",
-                 str(tmp_path / "x.safetensors")]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "export",
+                "--workspace",
+                ws,
+                root,
+                "--output",
+                str(tmp_path / "x.safetensors"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "x.safetensors").exists()

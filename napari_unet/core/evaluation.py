@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from .io import case_name, read_image
+from .io import case_name, check_same_grid, read_image
 from .metrics import CaseMetrics, evaluate_case, summarize
 
 
@@ -41,15 +39,6 @@ def evaluate_paths(pred: str | Path, truth: str | Path) -> tuple[list[CaseMetric
     results = []
     for name, pred_path, truth_path in _pairs(Path(pred), Path(truth)):
         p, t = read_image(pred_path), read_image(truth_path)
-        if p.geometry.shape != t.geometry.shape:
-            raise ValueError(
-                f"{pred_path}: shape {p.geometry.shape} differs from {truth_path} "
-                f"{t.geometry.shape}; refusing to compare"
-            )
-        if not np.allclose(p.geometry.affine, t.geometry.affine, atol=1e-3):
-            raise ValueError(
-                f"{pred_path}: affine differs from {truth_path}'s; the masks are not "
-                "in one voxel grid, refusing to compare"
-            )
+        check_same_grid(p, t, "refusing to compare")
         results.append(evaluate_case(name, p.data > 0.5, t.data > 0.5, t.geometry.display_spacing))
     return results, summarize(results)

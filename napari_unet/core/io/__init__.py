@@ -28,6 +28,7 @@ __all__ = [
     "LoadedImage",
     "can_read",
     "case_name",
+    "check_same_grid",
     "read_image",
     "read_channels",
     "write_labels_nifti",
@@ -58,6 +59,20 @@ def read_image(
     )
 
 
+def check_same_grid(image: LoadedImage, reference: LoadedImage, advice: str) -> None:
+    """Raise :class:`GeometryMismatchError` unless both share one voxel grid (shape + affine)."""
+    if image.geometry.shape != reference.geometry.shape:
+        raise GeometryMismatchError(
+            f"{image.path}: shape {image.geometry.shape} differs from {reference.path} "
+            f"{reference.geometry.shape}; {advice}"
+        )
+    if not np.allclose(image.geometry.affine, reference.geometry.affine, atol=1e-3):
+        raise GeometryMismatchError(
+            f"{image.path}: its affine differs from {reference.path}'s, so they are not in one "
+            f"voxel grid; {advice}"
+        )
+
+
 def read_channels(paths: list[str | Path]) -> LoadedImage:
     """Load co-registered sequences (e.g. DWI + ADC) as channels of one image.
 
@@ -66,16 +81,9 @@ def read_channels(paths: list[str | Path]) -> LoadedImage:
     images = [read_image(p) for p in paths]
     reference = images[0]
     for other in images[1:]:
-        if other.spatial_shape != reference.spatial_shape:
-            raise GeometryMismatchError(
-                f"{other.path}: shape {other.geometry.shape} differs from {reference.path} "
-                f"{reference.geometry.shape}; co-register and resample them first"
-            )
-        if not np.allclose(other.geometry.affine, reference.geometry.affine, atol=1e-3):
-            raise GeometryMismatchError(
-                f"{other.path}: its affine differs from {reference.path}'s; the sequences are "
-                "not in one voxel grid. Register them first (this tool never resamples silently)"
-            )
+        check_same_grid(
+            other, reference, "register the sequences first (this tool never resamples silently)"
+        )
     data = np.stack([im.data if im.data.ndim == 3 else im.data[0] for im in images])
     names = [case_name(p) for p in paths]
     return LoadedImage(

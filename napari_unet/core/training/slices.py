@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import normalization as norm
-from ..io import read_channels, read_image
+from ..io import check_same_grid, read_channels, read_image
 from .datasets import CasePaths
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,7 @@ def load_volume(paths: CasePaths, spec: norm.NormalizationSpec, in_channels: int
             f"{paths.case}: {image.n_channels} channel(s), the model expects {in_channels}"
         )
     mask = read_image(paths.mask)
-    if mask.spatial_shape != image.spatial_shape or not np.allclose(
-        mask.geometry.affine, image.geometry.affine, atol=1e-3
-    ):
-        raise ValueError(f"{paths.mask}: the mask's grid differs from its image {paths.images[0]}")
+    check_same_grid(mask, image, "a mask must be in its image's voxel grid")
     data = image.data if image.data.ndim == 4 else image.data[None]
     normalized = np.stack(
         [norm.apply(ch, norm.fit(ch, spec), spec).astype(np.float16) for ch in data]
