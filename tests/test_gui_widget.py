@@ -301,3 +301,41 @@ def test_autosave_restores_edits_after_a_crash(make_napari_viewer, qtbot, tmp_pa
     assert int(restored.data.sum()) == 2 and restored.data[50, 61, 70] == 1
     restored.undo()
     assert int(restored.data.sum()) == 0
+
+
+def test_finetune_compare_and_roll_back_from_the_widget(viewer_with_widget, qtbot, tmp_path):
+    viewer, widget = viewer_with_widget
+    widget.queue_panel.workspace.value = tmp_path / "ws"
+    source = viewer.layers["T1 sample brain"]
+    truth = viewer.layers["true lesion (synthetic)"].data
+    labels = widget.lesion_layer(source)
+    labels.data[:] = truth
+    lesion_slices = np.flatnonzero(truth.sum(axis=(1, 2)) > 100)
+    for split, index in (("train", lesion_slices[0]), ("train", lesion_slices[4]),
+                         ("val", lesion_slices[2])):
+        viewer.dims.set_current_step(0, int(index))
+        widget.queue_panel.split.value = split
+        widget.queue_panel.queue_button.clicked.emit()
+    panel = widget.models_panel
+    panel.steps.value = 3
+    panel.promote.value = "force"
+    panel.finetune_button.clicked.emit()
+    assert not panel.finetune_button.enabled
+    _wait_idle(qtbot, widget, timeout=120_000)
+    assert "promoted" in panel.comparison.value and "Dice" in panel.comparison.value
+    assert len(panel.versions.choices) == 2 and panel.versions.choices[1].startswith("●")
+    assert panel.curve.value.shape[:2] == (110, 300)
+    panel.versions.value = [panel.versions.choices[0]]  # the bundled root
+    panel.activate_button.clicked.emit()
+    assert panel.versions.choices[0].startswith("●")  # rolled back in one click
+    panel.versions.value = [panel.versions.choices[1]]
+    viewer.dims.set_current_step(0, int(lesion_slices[2]))
+    panel.changes_button.clicked.emit()
+    _wait_idle(qtbot, widget)
+    changes = viewer.layers["T1 sample brain what changed"].data
+    assert set(np.unique(changes)) <= {0, 1, 2}
+    assert not changes[: int(lesion_slices[2])].any()
+    widget.model.value = "workspace: active version"
+    widget.slice_button.clicked.emit()
+    _wait_idle(qtbot, widget)
+    assert widget.session(source).computed[int(lesion_slices[2])].all()

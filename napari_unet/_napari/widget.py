@@ -28,16 +28,19 @@ from ..core.inference import Predictor
 from ..core.io import case_name, write_labels_nifti, write_probability_nifti
 from ..core.metrics import lesion_count
 from ..core.models import BUNDLED, DEFAULT_MODEL, get_model
+from ..core.registry import active_model_path
 from ..core.session import SegmentationSession
 from ..core.uncertainty import iter_flip_uncertainty
 from .correction_panel import CorrectionPanel
 from .layers import META_KEY, geometry_from_metadata
+from .models_panel import ModelsPanel
 from .queue_panel import QueuePanel
 from .review_panel import ReviewPanel
 from .view import current_slice, visible_box
 
 log = logging.getLogger(__name__)
 FILE_CHOICE = "checkpoint file…"
+WORKSPACE_CHOICE = "workspace: active version"
 CONTEXT = 32  # pixels of context around the visible region
 
 
@@ -66,7 +69,9 @@ class SegmentationWidget(Container):
         self.worker = None
 
         self.image = ComboBox(label="image", choices=self._image_layers)
-        self.model = ComboBox(label="model", choices=[*BUNDLED, FILE_CHOICE], value=DEFAULT_MODEL)
+        self.model = ComboBox(
+            label="model", choices=[*BUNDLED, WORKSPACE_CHOICE, FILE_CHOICE], value=DEFAULT_MODEL
+        )
         self.model_file = FileEdit(label="checkpoint", filter="*.safetensors", visible=False)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self.slice_button = PushButton(text="Segment current slice [Alt+S]")
@@ -82,6 +87,7 @@ class SegmentationWidget(Container):
         self.correction = CorrectionPanel(viewer, self._active_lesion_layer)
         self.review = ReviewPanel(viewer, self.estimate_uncertainty, self.next_uncertain_slice)
         self.queue_panel = QueuePanel(self)
+        self.models_panel = ModelsPanel(self)
         self._readout_timer = _single_shot_timer(250, self._update_readout_now, self.native)
         self.extend(
             [
@@ -107,6 +113,7 @@ class SegmentationWidget(Container):
                 "Correct": self.correction,
                 "Review": self.review,
                 "Queue": self.queue_panel,
+                "Fine-tune & versions": self.models_panel,
                 "Export": self.export,
             },
         )
@@ -161,6 +168,8 @@ class SegmentationWidget(Container):
         return layer
 
     def _model_source(self) -> str:
+        if self.model.value == WORKSPACE_CHOICE:
+            return str(active_model_path(Path(self.queue_panel.workspace.value)))
         if self.model.value == FILE_CHOICE:
             path = Path(self.model_file.value)
             if not path.is_file():
@@ -324,6 +333,7 @@ class SegmentationWidget(Container):
             self.volume_button,
             self.save_button,
             self.save_prob_button,
+            self.models_panel.finetune_button,
         ):
             button.enabled = not running
         self.cancel_button.enabled = running
