@@ -399,8 +399,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         bundle_spec = _registry(args).load(args.base).normalization
         cases = [c for c in find_cases(args.replay) if c.split == "train"][: args.replay_cases]
         replay = load_volumes(cases, bundle_spec, len(cases[0].images))
+    world = _init_distributed(args.device)
     config = FinetuneConfig(
-        steps=args.steps, seed=args.seed, device=args.device, promote=args.promote, lr=args.lr
+        steps=args.steps,
+        seed=args.seed,
+        device=args.device,
+        promote=args.promote,
+        lr=args.lr,
+        shards=args.shards or world,
     )
     if args.epochs:
         from .core.edit_queue import EditQueue
@@ -422,6 +428,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return 2
     finally:
         bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    if not result.candidate:  # a non-zero rank of a distributed run: rank 0 reports
+        return 0
     print(f"candidate {result.candidate} (parent {result.base}) in {result.seconds:.1f} s")
     if result.base_metrics:
         b, c = result.base_metrics, result.candidate_metrics
@@ -431,6 +443,20 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         print(f"  |dV| mL    base {b['volume_error_ml']:.4f}  candidate {c['volume_error_ml']:.4f}")
     print(f"  {'PROMOTED (active)' if result.promoted else 'not promoted'}: {result.reason}")
     return 0
+
+
+def _init_distributed(device: str) -> int:
+    """Join the torchrun process group (gloo on CPU, NCCL on GPUs); returns the world size."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        import torch
+        import torch.distributed as dist
+
+        use_nccl = torch.cuda.is_available() and device in ("auto", "cuda")
+        if use_nccl:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if use_nccl else "gloo")
+    return world
 
 
 def _registry(args: argparse.Namespace):
@@ -609,6 +635,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--replay", help="dataset to mix replay slices from (nnU-Net raw layout)")
     p.add_argument("--replay-cases", type=int, default=4)
+    p.add_argument(
+        "--shards",
+        type=int,
+        help="split each batch into this many shards (default: the torchrun world "
+        "size); use the same value to reproduce a distributed run in one process",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_finetune)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from . import normalization as norm
 from .checkpoint import ModelBundle, new_version_id
@@ -45,6 +47,7 @@ class FinetuneConfig:
     seed: int = 0
     device: str = "auto"
     promote: str = "auto"
+    shards: int = 1  # the batch is split into this many shards (one or more per process)
 
 
 @dataclass
@@ -106,6 +109,26 @@ def evaluate_items(bundle: ModelBundle, volumes: list[Volume], device: str = "au
     }
 
 
+def _world() -> tuple[int, int]:
+    """(world size, rank) under torchrun/DDP, else (1, 0)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+def _shard_batch(bank, replay_bank, config: FinetuneConfig, step: int, shard: int):
+    """The patches of one shard of step ``step``: identical wherever the shard is computed."""
+    rng = np.random.default_rng([config.seed, step, shard])
+    size = config.batch_size // config.shards
+    n_replay = int(round(size * config.replay_fraction)) if replay_bank else 0
+    images, masks = bank.sample(rng, size - n_replay, config.patch, config.lesion_fraction)
+    if n_replay:
+        extra_images, extra_masks = replay_bank.sample(rng, n_replay, config.patch, 0.5)
+        images = np.concatenate([images, extra_images])
+        masks = np.concatenate([masks, extra_masks])
+    return images, masks
+
+
 def _not_worse(candidate: dict, base: dict) -> bool:
     return candidate["dice"] >= base["dice"] - 1e-9
 
@@ -139,6 +162,8 @@ def finetune(
     train_volumes = [item_volume(queue, item, spec) for item in train_items]
     val_volumes = [item_volume(queue, item, spec) for item in val_items]
     device = select_device(config.device)
+    if device.type == "cuda" and _world()[0] > 1:  # one GPU per process under torchrun
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     torch.manual_seed(config.seed)
     model = UNet(base_bundle.config)
     model.load_state_dict(base_bundle.model.state_dict())
@@ -157,25 +182,29 @@ def finetune(
     bank = SliceBank(train_volumes)
     replay_bank = SliceBank(replay) if replay else None
     running = None
+    world, rank = _world()
+    if config.shards % world:
+        raise ValueError(f"shards={config.shards} must be a multiple of the {world} processes")
+    my_shards = range(rank, config.shards, world)
+    trained = DistributedDataParallel(model) if world > 1 else model
     for step in range(start, config.steps):
         model.train()
-        rng = np.random.default_rng([config.seed, step])
-        n_replay = int(round(config.batch_size * config.replay_fraction)) if replay_bank else 0
-        images, masks = bank.sample(
-            rng, config.batch_size - n_replay, config.patch, config.lesion_fraction
-        )
-        if n_replay:
-            extra_images, extra_masks = replay_bank.sample(rng, n_replay, config.patch, 0.5)
-            images = np.concatenate([images, extra_images])
-            masks = np.concatenate([masks, extra_masks])
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        x, y = augment_batch(torch.from_numpy(images), torch.from_numpy(masks), generator)
-        loss = dice_ce_loss(model(x.to(device)), y.to(device), base_bundle.config.num_classes)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total = 0.0
+        for shard in my_shards:  # gradient of the mean shard loss, summed across processes
+            images, masks = _shard_batch(bank, replay_bank, config, step, shard)
+            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 1009 + shard)
+            x, y = augment_batch(torch.from_numpy(images), torch.from_numpy(masks), generator)
+            loss = (
+                dice_ce_loss(trained(x.to(device)), y.to(device), base_bundle.config.num_classes)
+                / config.shards
+                * world
+            )
+            loss.backward()
+            total += float(loss)
         optimizer.step()
-        running = float(loss) if running is None else 0.9 * running + 0.1 * float(loss)
-        if (step + 1) % 25 == 0:
+        running = total if running is None else 0.9 * running + 0.1 * total
+        if (step + 1) % 25 == 0 and rank == 0:
             tmp = state_path.with_suffix(".tmp")
             torch.save(
                 {
@@ -187,6 +216,8 @@ def finetune(
             )
             tmp.replace(state_path)
         yield TrainEvent(step + 1, config.steps, running)
+    if rank != 0:  # one process registers the result
+        return FinetuneResult("", base_id, False, f"rank {rank}: training done")
 
     cpu_model = UNet(base_bundle.config)
     cpu_model.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
