@@ -43,15 +43,32 @@ def test_two_gloo_processes_match_one_process_with_the_same_shards(workspace, tm
     shutil.copytree(workspace, single_ws)
     steps = 4
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", "-m", "napari_unet.cli", "finetune", "--workspace",
-               str(workspace), "--steps", str(steps), "--promote", "force", "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "napari_unet.cli",
+        "finetune",
+        "--workspace",
+        str(workspace),
+        "--steps",
+        str(steps),
+        "--promote",
+        "force",
+        "--device",
+        "cpu",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("candidate ") == 1  # only rank 0 registers and reports
     torch.set_num_threads(1)
-    single = _drain(finetune(single_ws, FinetuneConfig(steps=steps, shards=2, device="cpu",
-                                                       promote="force")))
+    single = _drain(
+        finetune(single_ws, FinetuneConfig(steps=steps, shards=2, device="cpu", promote="force"))
+    )
     distributed_registry = ModelRegistry(workspace)
     versions = distributed_registry.versions()
     assert len(versions) == 2 and versions[1].hyperparameters["shards"] == 2

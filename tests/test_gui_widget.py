@@ -311,8 +311,11 @@ def test_finetune_compare_and_roll_back_from_the_widget(viewer_with_widget, qtbo
     labels = widget.lesion_layer(source)
     labels.data[:] = truth
     lesion_slices = np.flatnonzero(truth.sum(axis=(1, 2)) > 100)
-    for split, index in (("train", lesion_slices[0]), ("train", lesion_slices[4]),
-                         ("val", lesion_slices[2])):
+    for split, index in (
+        ("train", lesion_slices[0]),
+        ("train", lesion_slices[4]),
+        ("val", lesion_slices[2]),
+    ):
         viewer.dims.set_current_step(0, int(index))
         widget.queue_panel.split.value = split
         widget.queue_panel.queue_button.clicked.emit()
@@ -339,3 +342,31 @@ def test_finetune_compare_and_roll_back_from_the_widget(viewer_with_widget, qtbo
     widget.slice_button.clicked.emit()
     _wait_idle(qtbot, widget)
     assert widget.session(source).computed[int(lesion_slices[2])].all()
+
+
+def test_clicks_through_the_points_layer_update_labels(viewer_with_widget, qtbot, tmp_path):
+    viewer, widget = viewer_with_widget
+    truth = viewer.layers["true lesion (synthetic)"].data
+    z = int(np.argmax(truth.sum(axis=(1, 2))))
+    rows, cols = np.nonzero(truth[z])
+    k = len(rows) // 2
+    viewer.dims.set_current_step(0, z)
+    points = widget.click_panel.start()
+    assert points.mode == "add"
+    points.add([z, rows[k], cols[k]])  # a positive click inside the true lesion
+    labels = viewer.layers["T1 sample brain lesion"]
+    assert labels.data[z, rows[k], cols[k]] == 1
+    captured = int(labels.data[z].sum())
+    assert captured > 50 and not labels.data[z - 1].any()
+    widget.click_panel.polarity.value = "not lesion (−)"
+    points.add([z, rows[k], cols[k]])  # a negative click on the same component removes it
+    assert labels.data[z, rows[k], cols[k]] == 0
+    labels.undo()  # clicks are undoable
+    assert int(labels.data[z].sum()) == captured
+    assert [c["positive"] for c in widget.click_provenance()[z]] == [True, False]
+    widget.queue_panel.workspace.value = tmp_path / "ws"
+    widget.queue_panel.queue_button.clicked.emit()
+    item = widget.queue_panel.queue.items()[0]
+    assert item.clicks and item.clicks[0]["row"] == int(rows[k])
+    widget.click_panel.clear_button.clicked.emit()
+    assert not labels.data[z].any() and len(points.data) == 0

@@ -174,7 +174,7 @@ class QueuePanel(Container):
             )
         predictor = self.owner.models._predictors
         version = next(iter(predictor.values())).bundle.version_id if predictor else None
-        clicks = getattr(self.owner, "click_provenance", lambda: None)()
+        clicks = self.owner.click_provenance()
         items = queue_io.queue_slices(
             self.queue,
             self.loaded_image(layer),

@@ -31,6 +31,7 @@ from ..core.models import BUNDLED, DEFAULT_MODEL, get_model
 from ..core.registry import active_model_path
 from ..core.session import SegmentationSession
 from ..core.uncertainty import iter_flip_uncertainty
+from .click_panel import NEGATIVE, POSITIVE, ClickPanel
 from .correction_panel import CorrectionPanel
 from .layers import META_KEY, geometry_from_metadata
 from .models_panel import ModelsPanel
@@ -88,6 +89,7 @@ class SegmentationWidget(Container):
         self.review = ReviewPanel(viewer, self.estimate_uncertainty, self.next_uncertain_slice)
         self.queue_panel = QueuePanel(self)
         self.models_panel = ModelsPanel(self)
+        self.click_panel = ClickPanel(self)
         self._readout_timer = _single_shot_timer(250, self._update_readout_now, self.native)
         self.extend(
             [
@@ -110,6 +112,7 @@ class SegmentationWidget(Container):
         self.sections = _add_sections(
             self,
             {
+                "Click": self.click_panel,
                 "Correct": self.correction,
                 "Review": self.review,
                 "Queue": self.queue_panel,
@@ -138,9 +141,17 @@ class SegmentationWidget(Container):
             ("Alt-R", self.segment_region),
             ("Alt-V", self.segment_volume),
             ("Alt-N", self.next_uncertain_slice),
+            ("Alt-P", self._toggle_click_polarity),
             ("Alt-Q", lambda: self._guarded(self.queue_panel.queue_current)),
         ):
             viewer.bind_key(key, lambda _v, action=action: action(), overwrite=True)
+
+    def _toggle_click_polarity(self) -> None:
+        polarity = self.click_panel.polarity
+        polarity.value = NEGATIVE if polarity.value == POSITIVE else POSITIVE
+
+    def click_provenance(self) -> dict[int, list]:
+        return self.click_panel.provenance()
 
     def _reset_choices(self, _event=None) -> None:
         try:
