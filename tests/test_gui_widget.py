@@ -126,8 +126,8 @@ def test_save_mask_writes_source_geometry(viewer_with_widget, qtbot, tiny_checkp
     labels = viewer.layers["T1 sample brain lesion"]
     labels.data[:] = 0
     labels.data[50, 60:70, 80:90] = 1
-    widget.save_path.value = tmp_path / "sample_lesion.nii.gz"
-    widget.save_button.clicked.emit()
+    widget.export.save_path.value = tmp_path / "sample_lesion.nii.gz"
+    widget.export.save_button.clicked.emit()
     written = nib.load(tmp_path / "sample_lesion.nii.gz")
     source = nib.load(SAMPLE_LESION)
     assert written.shape == source.shape

@@ -25,7 +25,6 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from ..core.inference import Predictor
-from ..core.io import case_name, write_labels_nifti, write_probability_nifti
 from ..core.metrics import lesion_count
 from ..core.models import BUNDLED, DEFAULT_MODEL, get_model
 from ..core.registry import active_model_path
@@ -33,8 +32,17 @@ from ..core.session import SegmentationSession
 from ..core.uncertainty import iter_flip_uncertainty
 from .click_panel import NEGATIVE, POSITIVE, ClickPanel
 from .correction_panel import CorrectionPanel
-from .layers import META_KEY, geometry_from_metadata
+from .export_panel import ExportPanel
+from .layers import META_KEY
 from .models_panel import ModelsPanel
+from .qt_helpers import (
+    PendingLabels,
+    add_sections,
+    count_slices,
+    grow,
+    relative,
+    single_shot_timer,
+)
 from .queue_panel import QueuePanel
 from .review_panel import ReviewPanel
 from .view import current_slice, visible_box
@@ -82,15 +90,12 @@ class SegmentationWidget(Container):
         self.threshold = FloatSlider(label="threshold", min=0.05, max=0.95, step=0.05, value=0.5)
         self.readout = Label(label="lesion", value="no segmentation yet")
         self.slice_readout = Label(label="this slice", value="")
-        self.save_path = FileEdit(label="save to", mode="w", filter="*.nii.gz")
-        self.save_button = PushButton(text="Save lesion mask (NIfTI)")
-        self.save_prob_button = PushButton(text="Save probabilities (NIfTI)")
         self.correction = CorrectionPanel(viewer, self._active_lesion_layer)
         self.review = ReviewPanel(viewer, self.estimate_uncertainty, self.next_uncertain_slice)
         self.queue_panel = QueuePanel(self)
         self.models_panel = ModelsPanel(self)
         self.click_panel = ClickPanel(self)
-        self._readout_timer = _single_shot_timer(250, self._update_readout_now, self.native)
+        self._readout_timer = single_shot_timer(250, self._update_readout_now, self.native)
         self.extend(
             [
                 self.image,
@@ -106,10 +111,8 @@ class SegmentationWidget(Container):
                 self.slice_readout,
             ]
         )
-        self.export = Container(
-            widgets=[self.save_path, self.save_button, self.save_prob_button], labels=True
-        )
-        self.sections = _add_sections(
+        self.export = ExportPanel(self)
+        self.sections = add_sections(
             self,
             {
                 "Click": self.click_panel,
@@ -127,8 +130,6 @@ class SegmentationWidget(Container):
         self.volume_button.changed.connect(self.segment_volume)
         self.cancel_button.changed.connect(self.cancel)
         self.threshold.changed.connect(self._threshold_changed)
-        self.save_button.changed.connect(self.save_mask)
-        self.save_prob_button.changed.connect(self.save_probabilities)
         viewer.layers.events.inserted.connect(self._reset_choices)
         viewer.layers.events.inserted.connect(self._restore_autosave)
         viewer.layers.events.removed.connect(self._reset_choices)
@@ -213,7 +214,7 @@ class SegmentationWidget(Container):
         if not isinstance(layer, napari.layers.Image) or META_KEY not in layer.metadata:
             return
         try:
-            if self.queue_panel.restore_autosave(layer, _PendingLabels(self, layer)):
+            if self.queue_panel.restore_autosave(layer, PendingLabels(self, layer)):
                 self._update_readout()
         except Exception as exc:  # noqa: BLE001 - never lose the chance to tell the user
             show_error(f"napari-unet: could not restore the autosave: {exc}")
@@ -279,14 +280,14 @@ class SegmentationWidget(Container):
         if visible_only:
             rows, cols = visible_box(self.viewer, source, axis)
         stats = self._stats(source, predictor)
-        context_rows = _grow(rows, CONTEXT, image.shape[0])
-        context_cols = _grow(cols, CONTEXT, image.shape[1])
+        context_rows = grow(rows, CONTEXT, image.shape[0])
+        context_cols = grow(cols, CONTEXT, image.shape[1])
 
         def work():
             crop = image[context_rows, context_cols]
             prob = predictor.predict_slice(crop, stats)
-            inner_r = _relative(rows, context_rows, image.shape[0])
-            inner_c = _relative(cols, context_cols, image.shape[1])
+            inner_r = relative(rows, context_rows, image.shape[0])
+            inner_c = relative(cols, context_cols, image.shape[1])
             return prob[inner_r, inner_c]
 
         region = [slice(None)] * 3
@@ -306,7 +307,7 @@ class SegmentationWidget(Container):
         stats = self._stats(source, predictor)
 
         def work():
-            return (yield from _count_slices(predictor.iter_predict_volume(volume, 0, stats)))
+            return (yield from count_slices(predictor.iter_predict_volume(volume, 0, stats)))
 
         def apply(prob: np.ndarray) -> None:
             self._apply(source, (slice(None),) * 3, prob)
@@ -342,8 +343,8 @@ class SegmentationWidget(Container):
             self.slice_button,
             self.region_button,
             self.volume_button,
-            self.save_button,
-            self.save_prob_button,
+            self.export.save_button,
+            self.export.save_prob_button,
             self.models_panel.finetune_button,
         ):
             button.enabled = not running
@@ -395,7 +396,7 @@ class SegmentationWidget(Container):
 
         def work():
             return (
-                yield from _count_slices(
+                yield from count_slices(
                     iter_flip_uncertainty(predictor, volume, 0, spacing, threshold, stats)
                 )
             )
@@ -430,93 +431,3 @@ class SegmentationWidget(Container):
         mask = np.take(self.viewer.layers[f"{source.name} lesion"].data, index, axis=axis) > 0
         pixel_mm2 = float(np.prod([s for a, s in enumerate(source.scale[-3:]) if a != axis]))
         self.slice_readout.value = f"slice {index}: {mask.sum() * pixel_mm2:.0f} mm²"
-
-    def save_mask(self) -> None:
-        self._guarded(lambda: self._save(probabilities=False))
-
-    def save_probabilities(self) -> None:
-        self._guarded(lambda: self._save(probabilities=True))
-
-    def _save(self, probabilities: bool) -> None:
-        source = self._source()
-        path = Path(self.save_path.value)
-        if not path.name or path.is_dir():
-            raise ValueError("Choose a file name to save to (…_lesion.nii.gz)")
-        if not path.name.endswith((".nii", ".nii.gz")):
-            path = path.with_name(path.name + ".nii.gz")
-        geometry = geometry_from_metadata(source.metadata)
-        if geometry is None:
-            raise ValueError(
-                f"{source.name!r} was not opened by napari-unet, so its source "
-                "geometry is unknown; use File > Save Selected Layers instead"
-            )
-        if probabilities:
-            stem = case_name(path).removesuffix("_lesion")
-            prob_path = path.with_name(f"{stem}_prob.nii.gz")
-            written = write_probability_nifti(self.session(source).probability, geometry, prob_path)
-        else:
-            written = write_labels_nifti(self.lesion_layer(source).data, geometry, path)
-        show_info(f"napari-unet: saved {written}")
-
-
-def _add_sections(container: Container, panels: dict) -> dict:
-    """Collapsible sections under the main controls, so the dock stays short."""
-    from superqt import QCollapsible
-
-    sections = {}
-    for title, panel in panels.items():
-        section = QCollapsible(title)
-        section.addWidget(panel.native)
-        container.native.layout().addWidget(section)
-        sections[title] = section
-    return sections
-
-
-class _PendingLabels:
-    """The lesion layer of ``source``, created only when an autosave is really restored."""
-
-    def __init__(self, widget, source) -> None:
-        self._widget, self._source = widget, source
-
-    @property
-    def data(self):
-        return np.zeros(self._source.data.shape, dtype=np.uint8)
-
-    def data_setitem(self, indices, value) -> None:
-        self._widget.lesion_layer(self._source).data_setitem(indices, value)
-
-
-def _single_shot_timer(milliseconds: int, callback, parent):
-    """A restartable one-shot timer owned by ``parent`` (it dies with the widget)."""
-    from qtpy.QtCore import QTimer
-
-    timer = QTimer(parent)
-    timer.setSingleShot(True)
-    timer.setInterval(milliseconds)
-    timer.timeout.connect(callback)
-    return timer
-
-
-def _count_slices(generator):
-    """Re-yield a core progress generator once per finished slice (napari counts yields)."""
-    done = 0
-    while True:
-        try:
-            event = next(generator)
-        except StopIteration as stop:
-            return stop.value
-        for _ in range(event.done - done):
-            yield
-        done = event.done
-
-
-def _grow(box: slice, margin: int, length: int) -> slice:
-    start = 0 if box.start is None else max(0, box.start - margin)
-    stop = length if box.stop is None else min(length, box.stop + margin)
-    return slice(start, stop)
-
-
-def _relative(inner: slice, outer: slice, length: int) -> slice:
-    start = (inner.start or 0) - (outer.start or 0)
-    stop = (length if inner.stop is None else inner.stop) - (outer.start or 0)
-    return slice(start, stop)
