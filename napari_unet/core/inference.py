@@ -61,6 +61,7 @@ class Predictor:
         device: str | torch.device = "auto",
         batch_size: int = 8,
         max_tile: int = 512,
+        skip_constant: bool = True,
     ) -> None:
         self.bundle = bundle
         self.config = bundle.config
@@ -71,6 +72,8 @@ class Predictor:
         model = fold_batchnorm(bundle.model) if self.config.norm == "batch" else bundle.model
         self.model = model.to(self.device).eval()
         self._lock = threading.Lock()  # one forward pass at a time per model
+        self.skip_constant = skip_constant
+        self._constant_cache: dict[tuple, np.ndarray] = {}
 
     # -- statistics -------------------------------------------------------------------
     def fit_stats(self, image: np.ndarray, spatial_dims: int) -> list[norm.IntensityStats]:
@@ -92,6 +95,30 @@ class Predictor:
             probs = self.model.lesion_probability(logits)
         return probs.float().cpu().numpy()
 
+    def _forward_skipping_constant(self, tiles: list[np.ndarray]) -> list[np.ndarray]:
+        """Forward a batch, answering constant tiles (empty background) from a cache.
+
+        Identical constant tiles give identical outputs, so each distinct one runs once:
+        results are unchanged, and slices outside the head cost nothing.
+        """
+        outputs: list[np.ndarray | None] = [None] * len(tiles)
+        pending = []
+        for i, tile in enumerate(tiles):
+            flat = tile.reshape(tile.shape[0], -1)
+            if self.skip_constant and np.all(flat.min(axis=1) == flat.max(axis=1)):
+                key = (tile.shape, tuple(float(v) for v in flat[:, 0]))
+                if key not in self._constant_cache:
+                    self._constant_cache[key] = self._forward(tile[None])[0]
+                outputs[i] = self._constant_cache[key]
+            else:
+                pending.append(i)
+        if pending:
+            for i, prob in zip(
+                pending, self._forward(np.stack([tiles[i] for i in pending])), strict=True
+            ):
+                outputs[i] = prob
+        return outputs
+
     def iter_predict_stack(
         self, stack: np.ndarray, plan: TilePlan | None = None
     ) -> Generator[Progress, None, np.ndarray]:
@@ -111,7 +138,7 @@ class Predictor:
                     padded_cache.clear()
                     padded_cache[index] = plan.pad(stack[index])
                 tiles.append(padded_cache[index][:, r : r + rows_in, c : c + cols_in])
-            probs = self._forward(np.stack(tiles))
+            probs = self._forward_skipping_constant(tiles)
             for (index, r, c), prob in zip(chunk, probs, strict=True):
                 stitcher.add(index, r, c, prob)
             done = (start + len(chunk)) // plan.count
