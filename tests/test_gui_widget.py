@@ -370,3 +370,17 @@ def test_clicks_through_the_points_layer_update_labels(viewer_with_widget, qtbot
     assert item.clicks and item.clicks[0]["row"] == int(rows[k])
     widget.click_panel.clear_button.clicked.emit()
     assert not labels.data[z].any() and len(points.data) == 0
+
+
+def test_bundled_model_finds_the_sample_lesion(viewer_with_widget, qtbot):
+    """The real default model, through the real widget: the lesion and its volume."""
+    viewer, widget = viewer_with_widget
+    truth = viewer.layers["true lesion (synthetic)"].data > 0
+    widget.volume_button.clicked.emit()
+    _wait_idle(qtbot, widget, timeout=300_000)
+    mask = viewer.layers["T1 sample brain lesion"].data > 0
+    overlap = (mask & truth).sum()
+    assert overlap / truth.sum() > 0.8  # mask voxels where the sample lesion is
+    true_ml = truth.sum() / 1000
+    assert abs(mask.sum() / 1000 - true_ml) <= 0.05 * true_ml  # volume within 5 %
+    qtbot.waitUntil(lambda: f"{mask.sum() / 1000:.2f} mL" in widget.readout.value, timeout=5000)

@@ -310,6 +310,7 @@ class SegmentationWidget(Container):
             return (yield from count_slices(predictor.iter_predict_volume(volume, 0, stats)))
 
         def apply(prob: np.ndarray) -> None:
+            self.session(source).min_lesion_voxels = predictor.bundle.min_lesion_voxels
             self._apply(source, (slice(None),) * 3, prob)
 
         self._start(work, apply, total=volume.shape[0], description="segmenting volume")

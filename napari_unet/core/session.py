@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .editing import remove_small_components
+
 Region = tuple[slice, slice, slice]
 
 
@@ -19,6 +21,7 @@ Region = tuple[slice, slice, slice]
 class SegmentationSession:
     shape: tuple[int, int, int]
     threshold: float = 0.5
+    min_lesion_voxels: int = 0  # the model's post-processing, applied to whole-volume results
     probability: np.ndarray = field(init=False)
     computed: np.ndarray = field(init=False)  # bool: the network ran on this voxel
     manual: np.ndarray = field(init=False)  # bool: the user set this voxel by hand
@@ -64,6 +67,8 @@ class SegmentationSession:
 
     def _derive(self, labels: np.ndarray, region: Region) -> None:
         derived = (self.probability[region] >= self.threshold).astype(np.uint8)
+        if self.min_lesion_voxels and derived.ndim == 3 and derived.shape == self.shape:
+            derived = remove_small_components(derived, self.min_lesion_voxels)
         keep = self.manual[region] | ~self.computed[region]
         labels[region] = np.where(keep, labels[region], derived)
         self.auto_mask[region] = np.where(keep, self.auto_mask[region], derived)
