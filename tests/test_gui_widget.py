@@ -293,7 +293,7 @@ def test_autosave_restores_edits_after_a_crash(make_napari_viewer, qtbot, tmp_pa
     labels.data_setitem((np.array([50, 50]), np.array([60, 61]), np.array([70, 70])), 1)
     widget.queue_panel.autosave()
     saved = Autosaver(default_workspace()).path(file_sha256(SAMPLE_T1))
-    qtbot.waitUntil(saved.exists, timeout=10_000)
+    qtbot.waitUntil(saved.exists, timeout=60_000)  # compressing 8 MB: generous under load
     # "crash": a new viewer opens the same image; the edits come back, undoable
     viewer.layers.clear()
     viewer.open_sample("napari-unet", "stroke_t1")
