@@ -291,7 +291,7 @@ def test_autosave_restores_edits_after_a_crash(make_napari_viewer, qtbot, tmp_pa
     source = viewer.layers["T1 sample brain"]
     labels = widget.lesion_layer(source)
     labels.data_setitem((np.array([50, 50]), np.array([60, 61]), np.array([70, 70])), 1)
-    widget.queue_panel.autosave()
+    widget.queue_panel.autosave()  # the truth layer shares the source but is never autosaved
     saved = Autosaver(default_workspace()).path(file_sha256(SAMPLE_T1))
     qtbot.waitUntil(saved.exists, timeout=60_000)  # compressing 8 MB: generous under load
     # "crash": a new viewer opens the same image; the edits come back, undoable

@@ -9,6 +9,7 @@ import numpy as np
 from ..core.io import ImageGeometry, LoadedImage
 
 META_KEY = "napari_unet"
+ROLE_KEY = "napari_unet_role"  # "lesion" marks the lesion layer the widget edits and autosaves
 
 
 def image_layer_tuple(image: LoadedImage, name: str | None = None) -> tuple:

@@ -29,7 +29,7 @@ from ..core.autosave import Autosaver
 from ..core.edit_queue import EditQueue, QueueItem, file_sha256
 from ..core.io import LoadedImage
 from ..core.workspace import default_workspace
-from .layers import META_KEY, geometry_from_metadata
+from .layers import META_KEY, ROLE_KEY, geometry_from_metadata
 from .view import current_slice
 
 AUTOSAVE_MS = 5000
@@ -232,7 +232,9 @@ class QueuePanel(Container):
         if self.owner.worker is not None:
             return
         for layer in list(self.viewer.layers):
-            if not isinstance(layer, napari.layers.Labels) or META_KEY not in layer.metadata:
+            if not isinstance(layer, napari.layers.Labels) or (
+                layer.metadata.get(ROLE_KEY) != "lesion"  # not e.g. a loaded truth mask
+            ):
                 continue
             checksum = zlib.crc32(np.ascontiguousarray(layer.data))  # ~3 ms for a brain
             if self._saved_checksums.get(id(layer)) == checksum:

@@ -33,7 +33,7 @@ from ..core.uncertainty import iter_flip_uncertainty
 from .click_panel import NEGATIVE, POSITIVE, ClickPanel
 from .correction_panel import CorrectionPanel
 from .export_panel import ExportPanel
-from .layers import META_KEY
+from .layers import META_KEY, ROLE_KEY
 from .models_panel import ModelsPanel
 from .qt_helpers import (
     PendingLabels,
@@ -201,7 +201,7 @@ class SegmentationWidget(Container):
             name=name,
             scale=source.scale,
             translate=source.translate,
-            metadata=dict(source.metadata),
+            metadata={**source.metadata, ROLE_KEY: "lesion"},
             opacity=0.6,
         )
         layer.events.data.connect(lambda _e: self._update_readout())
