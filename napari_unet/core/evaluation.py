@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .io import case_name, check_same_grid, read_image
@@ -25,6 +26,10 @@ def _pairs(pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
 
         predictions = index(pred, ("_lesion", "_pred", "_mask"))
         truths = index(truth, ("_lesion", "_mask", "_label"))
+        for name in list(predictions):  # nnU-Net image names carry a channel suffix: _0000
+            base = re.sub(r"_\d{4}$", "", name)
+            if name not in truths and base in truths:
+                predictions.setdefault(base, predictions.pop(name))
         missing = sorted(set(truths) - set(predictions))
         if missing:
             raise ValueError(f"{pred}: no prediction for case(s) {missing[:5]}")
