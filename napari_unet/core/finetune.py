@@ -201,7 +201,7 @@ def finetune(
                 * world
             )
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
         optimizer.step()
         running = total if running is None else 0.9 * running + 0.1 * total
         if (step + 1) % 25 == 0 and rank == 0:
