@@ -56,8 +56,11 @@ class ReviewPanel(Container):
         )
 
     def update_lesions(self, layer) -> None:
+        self.show_lesions(layer, lesion_table(np.asarray(layer.data), tuple(layer.scale[-3:])))
+
+    def show_lesions(self, layer, lesions: list[Lesion]) -> None:
         self.layer = layer
-        self.lesions = lesion_table(np.asarray(layer.data), tuple(layer.scale[-3:]))
+        self.lesions = lesions
         choices = [
             f"#{i + 1}: {lesion.volume_ml:.2f} mL (slice {round(lesion.centroid[0])})"
             for i, lesion in enumerate(self.lesions)

@@ -24,8 +24,8 @@ from magicgui.widgets import (
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
+from ..core.editing import lesion_table
 from ..core.inference import Predictor
-from ..core.metrics import lesion_count
 from ..core.models import BUNDLED, DEFAULT_MODEL, get_model
 from ..core.registry import active_model_path
 from ..core.session import SegmentationSession
@@ -303,17 +303,23 @@ class SegmentationWidget(Container):
     def _segment_volume(self) -> None:
         source = self._source()
         predictor = self._predictor()
-        volume = np.asarray(source.data, dtype=np.float32)
-        stats = self._stats(source, predictor)
+        session = self.session(source)
+        session.min_lesion_voxels = predictor.bundle.min_lesion_voxels
+        data = source.data
 
         def work():
-            return (yield from count_slices(predictor.iter_predict_volume(volume, 0, stats)))
+            # everything heavy happens here, off the GUI thread: statistics, inference,
+            # threshold and the 3D component filter
+            volume = np.asarray(data, dtype=np.float32)
+            stats = self._stats(source, predictor)
+            prob = yield from count_slices(predictor.iter_predict_volume(volume, 0, stats))
+            return prob, session.derive(prob)
 
-        def apply(prob: np.ndarray) -> None:
-            self.session(source).min_lesion_voxels = predictor.bundle.min_lesion_voxels
-            self._apply(source, (slice(None),) * 3, prob)
+        def apply(result) -> None:
+            prob, derived = result
+            self._apply(source, (slice(None),) * 3, prob, derived)
 
-        self._start(work, apply, total=volume.shape[0], description="segmenting volume")
+        self._start(work, apply, total=data.shape[0], description="segmenting volume")
 
     def _stats(self, source, predictor: Predictor):
         key = (id(source), predictor.bundle.version_id)
@@ -351,10 +357,10 @@ class SegmentationWidget(Container):
             button.enabled = not running
         self.cancel_button.enabled = running
 
-    def _apply(self, source, region, prob: np.ndarray) -> None:
+    def _apply(self, source, region, prob: np.ndarray, derived: np.ndarray | None = None) -> None:
         labels = self.lesion_layer(source)
         session = self.session(source)
-        session.add_probabilities(prob, region, labels.data)
+        session.add_probabilities(prob, region, labels.data, derived)
         labels.refresh()
         self.probability_layer(source).refresh()
         self._update_readout()
@@ -374,14 +380,27 @@ class SegmentationWidget(Container):
         self._readout_timer.start()
 
     def _update_readout_now(self) -> None:
+        """Volume, lesion count and lesion list, computed in a worker (3D labelling is slow)."""
         source = self.image.value
         if source is None or f"{source.name} lesion" not in self.viewer.layers:
             return
-        mask = np.asarray(self.viewer.layers[f"{source.name} lesion"].data) > 0
-        voxel_ml = float(np.prod(source.scale[-3:])) / 1000.0
-        self.readout.value = f"{mask.sum() * voxel_ml:.2f} mL in {lesion_count(mask)} lesion(s)"
-        self.review.update_lesions(self.viewer.layers[f"{source.name} lesion"])
-        self._update_slice_readout()
+        layer = self.viewer.layers[f"{source.name} lesion"]
+        mask = np.asarray(layer.data) > 0  # a snapshot: painting may go on meanwhile
+        spacing = tuple(source.scale[-3:])
+
+        def work():
+            return mask.sum() * float(np.prod(spacing)) / 1000.0, lesion_table(mask, spacing)
+
+        def show(result) -> None:
+            volume_ml, lesions = result
+            self.readout.value = f"{volume_ml:.2f} mL in {len(lesions)} lesion(s)"
+            self.review.show_lesions(layer, lesions)
+            self._update_slice_readout()
+
+        worker = create_worker(work)
+        worker.returned.connect(show)
+        worker.errored.connect(lambda exc: show_error(f"napari-unet: {exc}"))
+        worker.start()
 
     # -- review -----------------------------------------------------------------------
     def estimate_uncertainty(self) -> None:

@@ -44,16 +44,21 @@ class SegmentationSession:
         return count
 
     def add_probabilities(
-        self, probability: np.ndarray, region: Region, labels: np.ndarray
+        self,
+        probability: np.ndarray,
+        region: Region,
+        labels: np.ndarray,
+        derived: np.ndarray | None = None,
     ) -> None:
         """Store new probabilities for ``region`` and re-derive ``labels`` there in place.
 
         Hand-edited voxels in ``labels`` are kept; everything outside ``region`` is untouched.
+        ``derived`` is :meth:`derive` of ``probability`` when a worker already computed it.
         """
         self.note_edits(labels)
         self.probability[region] = probability
         self.computed[region] = True
-        self._derive(labels, region)
+        self._derive(labels, region, derived)
 
     def set_threshold(self, threshold: float, labels: np.ndarray) -> Region | None:
         """Re-derive the mask from cached probabilities; returns the region that changed."""
@@ -65,10 +70,18 @@ class SegmentationSession:
         self._derive(labels, region)
         return region
 
-    def _derive(self, labels: np.ndarray, region: Region) -> None:
-        derived = (self.probability[region] >= self.threshold).astype(np.uint8)
+    def derive(self, probability: np.ndarray) -> np.ndarray:
+        """The mask these probabilities give (pure: safe to call from a worker thread)."""
+        derived = (probability >= self.threshold).astype(np.uint8)
         if self.min_lesion_voxels and derived.ndim == 3 and derived.shape == self.shape:
             derived = remove_small_components(derived, self.min_lesion_voxels)
+        return derived
+
+    def _derive(
+        self, labels: np.ndarray, region: Region, derived: np.ndarray | None = None
+    ) -> None:
+        if derived is None:
+            derived = self.derive(self.probability[region])
         keep = self.manual[region] | ~self.computed[region]
         labels[region] = np.where(keep, labels[region], derived)
         self.auto_mask[region] = np.where(keep, self.auto_mask[region], derived)
