@@ -66,32 +66,50 @@ def main() -> None:
         end = refreshed[-1] if refreshed else time.perf_counter()
         latencies.append(end - start)
 
-    gaps = []
-    clock = QElapsedTimer()
-    clock.start()
-    last = [clock.elapsed()]
+    def longest_gap(action) -> tuple[float, float]:
+        """Run ``action`` and wait for the worker; (longest event-loop gap ms, seconds)."""
+        gaps = []
+        clock = QElapsedTimer()
+        clock.start()
+        last = [clock.elapsed()]
 
-    def tick():
-        now = clock.elapsed()
-        gaps.append(now - last[0])
-        last[0] = now
+        def tick():
+            now = clock.elapsed()
+            gaps.append(now - last[0])
+            last[0] = now
 
-    timer = QTimer()
-    timer.setInterval(5)
-    timer.timeout.connect(tick)
-    timer.start()
-    started = time.perf_counter()
-    widget.volume_button.clicked.emit()
-    wait_idle()
-    volume_seconds = time.perf_counter() - started
-    timer.stop()
+        timer = QTimer()
+        timer.setInterval(5)
+        timer.timeout.connect(tick)
+        timer.start()
+        started = time.perf_counter()
+        action()
+        wait_idle()
+        timer.stop()
+        return float(max(gaps)) if gaps else float("nan"), time.perf_counter() - started
+
+    volume_gap, volume_seconds = longest_gap(widget.volume_button.clicked.emit)
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as workspace:
+        widget.queue_panel.workspace.value = workspace
+        widget.queue_panel.span.value = 2
+        truth = np.asarray(viewer.layers["true lesion (synthetic)"].data)
+        viewer.dims.set_current_step(0, int(np.argmax(truth.sum(axis=(1, 2)))))
+        widget.queue_panel.queue_current()
+        widget.models_panel.steps.value = 40
+        finetune_gap, finetune_seconds = longest_gap(
+            widget.models_panel.finetune_button.clicked.emit
+        )
 
     result = {
         "slice_click_to_overlay_ms_median": statistics.median(latencies) * 1e3,
         "slice_click_to_overlay_ms_p95": float(np.percentile(latencies, 95)) * 1e3,
         "volume_seconds_in_gui": volume_seconds,
-        "event_loop_longest_gap_ms": float(max(gaps)) if gaps else float("nan"),
-        "event_loop_ticks": len(gaps),
+        "event_loop_longest_gap_ms": volume_gap,
+        "finetune_seconds_in_gui": finetune_seconds,
+        "event_loop_longest_gap_during_finetune_ms": finetune_gap,
         "threads": args.threads,
         "repeats": args.repeats,
     }
@@ -109,7 +127,9 @@ def main() -> None:
             "",
         ),
         ("volume segmentation in the GUI", volume_seconds, "s", ""),
-        ("longest event-loop gap during it", result["event_loop_longest_gap_ms"], "ms", "<= 100"),
+        ("longest event-loop gap during it", volume_gap, "ms", "<= 100"),
+        ("fine-tune (40 steps, 5 slices) in the GUI", finetune_seconds, "s", ""),
+        ("longest event-loop gap during the fine-tune", finetune_gap, "ms", "<= 100"),
     ]
     print(f"{'measure':44s} {'value':>10s} {'unit':5s} {'target':>8s}")
     for name, value, unit, target in rows:
