@@ -13,17 +13,10 @@ from napari_unet.core import queue_io
 from napari_unet.core.checkpoint import load_checkpoint
 from napari_unet.core.edit_queue import EditQueue
 from napari_unet.core.finetune import FinetuneConfig, finetune
+from napari_unet.core.inference import drain
 from napari_unet.core.io import read_image
 from napari_unet.core.registry import ModelRegistry
 from napari_unet.core.sample import SAMPLE_LESION, SAMPLE_T1
-
-
-def _drain(generator):
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
 
 
 @pytest.fixture
@@ -66,7 +59,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_shards(workspace, tm
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("candidate ") == 1  # only rank 0 registers and reports
     torch.set_num_threads(1)
-    single = _drain(
+    single = drain(
         finetune(single_ws, FinetuneConfig(steps=steps, shards=2, device="cpu", promote="force"))
     )
     distributed_registry = ModelRegistry(workspace)
