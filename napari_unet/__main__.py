@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.headless or not display_available():
         from .core.demo import run_demo
 
+        sys.stdout.write("No display: running the segmentation pipeline headless.\n")
+        sys.stdout.flush()
         return run_demo(args.output)
     import napari
 

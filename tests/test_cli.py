@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -201,3 +202,26 @@ def test_evaluate_refuses_mismatched_grids_and_scores_empty_as_one(tmp_path, cap
         == 2
     )
     assert "affine differs" in capsys.readouterr().err
+
+
+def test_main_job_runs_headless_without_a_display(tmp_path):
+    """`python -m napari_unet` with no display runs the pipeline and says where it wrote."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = subprocess.run(
+        [sys.executable, "-m", "napari_unet", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=600,
+    )
+    assert result.stdout.startswith("No display: running the segmentation pipeline headless.")
+    written = sorted(tmp_path.rglob("*.nii.gz"))
+    assert [p.name for p in written] == ["sample_t1_lesion.nii.gz", "sample_t1_prob.nii.gz"]
+    assert str(written[0]) in result.stdout
+    assert (
+        nib.load(written[0]).shape
+        == nib.load(Path(__file__).parents[1] / "napari_unet" / "data" / "sample_t1.nii.gz").shape
+    )
