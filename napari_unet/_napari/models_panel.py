@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from magicgui.widgets import ComboBox, Container, Image, Label, PushButton, Select, SpinBox
 from napari.utils.notifications import show_info
 
@@ -85,6 +86,16 @@ class ModelsPanel(Container):
         with self.versions.changed.blocked():
             self.versions.choices = labels
         self.curve.value = learning_curve(self._versions)
+        minutes = sum(v.metrics.get("minutes", 0.0) for v in self._versions)
+        points = [
+            f"{len(v.items)} items: {v.metrics['queue_val']['dice']:.2f}"
+            for v in self._versions
+            if "queue_val" in v.metrics and v.metrics["queue_val"]
+        ]
+        self.curve_label.value = (
+            f"validation Dice vs queued train items ({minutes:.1f} min of fine-tuning in all)"
+            + (f"\n{'; '.join(points)}" if points else "")
+        )
         registry.close()
 
     def selected(self) -> ModelVersion:
@@ -99,7 +110,13 @@ class ModelsPanel(Container):
         generator = finetune(self.workspace, config)
 
         def work():
-            return (yield from _events(generator))
+            # leave one core to napari's event loop while training (it starved otherwise)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(max(1, threads - 1))
+            try:
+                return (yield from _events(generator))
+            finally:
+                torch.set_num_threads(threads)
 
         def done(result: FinetuneResult) -> None:
             b, c = result.base_metrics, result.candidate_metrics
