@@ -86,10 +86,6 @@ class SegmentationSession:
         labels[region] = np.where(keep, labels[region], derived)
         self.auto_mask[region] = np.where(keep, self.auto_mask[region], derived)
 
-    def forget_edits(self, region: Region | None = None) -> None:
-        """Let the model decide again where the user had painted (an explicit user action)."""
-        self.manual[region or (slice(None),) * 3] = False
-
 
 def _bounding_box(mask: np.ndarray) -> Region:
     axes = []
