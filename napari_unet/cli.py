@@ -185,6 +185,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         lesion_fraction=args.lesion_fraction,
         warmup=args.warmup,
         min_lesion_voxels=args.min_lesion_voxels,
+        precision=args.precision,
+        hard_negative_fraction=args.hard_negative_fraction,
+        mine_every=args.mine_every,
     )
     bar = ProgressBar("loading volumes")
     train_volumes = load_volumes(
@@ -562,6 +565,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="post-processing: drop 3D components smaller than this",
     )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="bf16 autocast (auto: where the CPU/GPU runs bf16 natively)",
+    )
+    p.add_argument(
+        "--hard-negative-fraction",
+        type=float,
+        default=0.0,
+        help="share of patches centred on false positives mined from the current model",
+    )
+    p.add_argument("--mine-every", type=int, default=250, help="steps between mining rounds")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="ISLES 2022 metrics of predicted vs true masks")

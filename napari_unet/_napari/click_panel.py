@@ -7,10 +7,13 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.utils.notifications import show_error
 
 from ..core.clicks import Click, ClickEngine
+from ..core.guided import GuidedClickEngine
+from ..core.models import CLICK_MODEL
 from .correction_panel import apply_undoable
 from .view import current_slice
 
 POSITIVE, NEGATIVE = "lesion here (+)", "not lesion (−)"
+GUIDED, BASELINE = "click-guided U-Net", "baseline: automatic model"
 COLOURS = {True: "lime", False: "red"}
 
 
@@ -21,10 +24,13 @@ class ClickPanel(Container):
         self.viewer = owner.viewer
         self.start_button = PushButton(text="Start clicking on lesions")
         self.polarity = ComboBox(label="next click", choices=[POSITIVE, NEGATIVE], value=POSITIVE)
+        self.engine_choice = ComboBox(label="engine", choices=[GUIDED, BASELINE], value=GUIDED)
         self.clear_button = PushButton(text="Clear clicks (undo their changes)")
         self.status = Label(value="")
-        self.extend([self.start_button, self.polarity, self.clear_button, self.status])
-        self.engines: dict[tuple[int, str], ClickEngine] = {}
+        self.extend(
+            [self.start_button, self.polarity, self.engine_choice, self.clear_button, self.status]
+        )
+        self.engines: dict[tuple, ClickEngine | GuidedClickEngine] = {}
         self.clicks: list[Click] = []
         self._before: dict[tuple[int, int], np.ndarray] = {}  # (axis, index) -> mask pre-clicks
         self.layer = None
@@ -57,12 +63,21 @@ class ClickPanel(Container):
         if self.layer is not None:
             self.layer.current_face_color = COLOURS[value == POSITIVE]
 
-    def engine(self, source) -> ClickEngine:
+    def engine(self, source) -> ClickEngine | GuidedClickEngine:
+        """The chosen engine for ``source``, built once per image and model."""
         predictor = self.owner._predictor()
-        key = (id(source), predictor.bundle.version_id)
+        guided = self.engine_choice.value == GUIDED
+        if guided and not predictor.bundle.click_channels:
+            # the selected model is automatic: clicks go to the bundled click-guided model
+            predictor = self.owner.models.get(CLICK_MODEL, self.owner.device.value)
+        channels = tuple(id(layer) for layer in self.owner._channel_layers(source))
+        key = (channels, predictor.bundle.version_id, guided)
         if key not in self.engines:
-            self.engines[key] = ClickEngine(
-                predictor, np.asarray(source.data), self.owner._stats(source, predictor)
+            kind = GuidedClickEngine if guided else ClickEngine
+            self.engines[key] = kind(
+                predictor,
+                np.asarray(self.owner.input_data(source, predictor)),
+                self.owner._stats(source, predictor),
             )
         return self.engines[key]
 
@@ -102,6 +117,10 @@ class ClickPanel(Container):
             region = [slice(None)] * 3
             region[axis] = index
             apply_undoable(labels, before, tuple(region))
+        for engine in self.engines.values():
+            for axis, index in self._before:
+                if isinstance(engine, GuidedClickEngine):
+                    engine.clear(axis, index)
         self._before.clear()
         self.clicks.clear()
         if self.layer is not None:

@@ -149,13 +149,14 @@ class ModelsPanel(Container):
         active = registry.load()
         other = registry.load(self.selected().version_id)
         registry.close()
-        image = np.asarray(np.take(source.data, index, axis=axis), dtype=np.float32)
-        volume = np.asarray(source.data)
+        predictors = [Predictor(b, device=self.owner.device.value) for b in (active, other)]
+        volume = np.asarray(self.owner.input_data(source, predictors[0]))
+        image = np.asarray(np.take(volume, index, axis=volume.ndim - 3 + axis), np.float32)
 
         def work():
             masks = []
-            for bundle in (active, other):
-                predictor = Predictor(bundle, device=self.owner.device.value)
+            for predictor in predictors:
+                bundle = predictor.bundle
                 stats = predictor.fit_stats(volume, 3)
                 masks.append(predictor.predict_slice(image, stats) >= bundle.threshold)
             return masks

@@ -20,6 +20,7 @@ from magicgui.widgets import (
     FloatSlider,
     Label,
     PushButton,
+    Select,
 )
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
@@ -78,6 +79,14 @@ class SegmentationWidget(Container):
         self.worker = None
 
         self.image = ComboBox(label="image", choices=self._image_layers)
+        self.extra_channels = Select(
+            label="extra channels",
+            choices=self._image_layers,
+            value=[],
+            tooltip="For multi-channel models: other image layers (same grid) given to the "
+            "model as channels 2, 3, … in the order the model was trained with",
+        )
+        self.extra_channels.native.setMaximumHeight(60)
         self.model = ComboBox(
             label="model", choices=[*BUNDLED, WORKSPACE_CHOICE, FILE_CHOICE], value=DEFAULT_MODEL
         )
@@ -99,6 +108,7 @@ class SegmentationWidget(Container):
         self.extend(
             [
                 self.image,
+                self.extra_channels,
                 self.model,
                 self.model_file,
                 self.device,
@@ -157,6 +167,7 @@ class SegmentationWidget(Container):
     def _reset_choices(self, _event=None) -> None:
         try:
             self.image.reset_choices()
+            self.extra_channels.reset_choices()
         except RuntimeError:  # the Qt side is gone (dock closed): stop listening
             self._disconnect()
 
@@ -178,6 +189,35 @@ class SegmentationWidget(Container):
         if layer.ndim != 3 or layer.rgb:
             raise ValueError(f"Layer {layer.name!r} is not a 3D grey-scale image")
         return layer
+
+    def _channel_layers(self, source: napari.layers.Image) -> list[napari.layers.Image]:
+        """The image layers that form the model input: ``source``, then the extra channels."""
+        extras = [layer for layer in self.extra_channels.value if layer is not source]
+        for layer in extras:
+            if layer.data.shape != source.data.shape or not np.allclose(
+                layer.scale[-3:], source.scale[-3:]
+            ):
+                raise ValueError(
+                    f"Channel layer {layer.name!r} {tuple(layer.data.shape)} at spacing "
+                    f"{tuple(layer.scale[-3:])} is not on the grid of {source.name!r} "
+                    f"{tuple(source.data.shape)} at {tuple(source.scale[-3:])}; resample it "
+                    "to the same grid first"
+                )
+        return [source, *extras]
+
+    def input_data(self, source: napari.layers.Image, predictor: Predictor) -> np.ndarray:
+        """The model input for ``source``: (Z, Y, X), or (C, Z, Y, X) with extra channels."""
+        layers = self._channel_layers(source)
+        expected = predictor.bundle.image_channels
+        if len(layers) != expected:
+            raise ValueError(
+                f"The model {predictor.bundle.version_id} expects {expected} image channel(s) "
+                f"but {len(layers)} are selected ({', '.join(l.name for l in layers)}). "
+                "Pick the other channels under 'extra channels', in training order."
+            )
+        if len(layers) == 1:
+            return source.data
+        return np.stack([np.asarray(layer.data) for layer in layers])
 
     def _model_source(self) -> str:
         if self.model.value == WORKSPACE_CHOICE:
@@ -275,19 +315,21 @@ class SegmentationWidget(Container):
         axis, index = current_slice(self.viewer, source)
         predictor = self._predictor()
         self.session(source)
-        image = np.asarray(np.take(source.data, index, axis=axis), dtype=np.float32)
+        data = self.input_data(source, predictor)
+        image = np.asarray(np.take(data, index, axis=data.ndim - 3 + axis), dtype=np.float32)
         rows, cols = slice(None), slice(None)
         if visible_only:
             rows, cols = visible_box(self.viewer, source, axis)
         stats = self._stats(source, predictor)
-        context_rows = grow(rows, CONTEXT, image.shape[0])
-        context_cols = grow(cols, CONTEXT, image.shape[1])
+        height, width = image.shape[-2:]
+        context_rows = grow(rows, CONTEXT, height)
+        context_cols = grow(cols, CONTEXT, width)
 
         def work():
-            crop = image[context_rows, context_cols]
+            crop = image[..., context_rows, context_cols]
             prob = predictor.predict_slice(crop, stats)
-            inner_r = relative(rows, context_rows, image.shape[0])
-            inner_c = relative(cols, context_cols, image.shape[1])
+            inner_r = relative(rows, context_rows, height)
+            inner_c = relative(cols, context_cols, width)
             return prob[inner_r, inner_c]
 
         region = [slice(None)] * 3
@@ -305,7 +347,7 @@ class SegmentationWidget(Container):
         predictor = self._predictor()
         session = self.session(source)
         session.min_lesion_voxels = predictor.bundle.min_lesion_voxels
-        data = source.data
+        data = self.input_data(source, predictor)
 
         def work():
             # everything heavy happens here, off the GUI thread: statistics, inference,
@@ -319,12 +361,14 @@ class SegmentationWidget(Container):
             prob, derived = result
             self._apply(source, (slice(None),) * 3, prob, derived)
 
-        self._start(work, apply, total=data.shape[0], description="segmenting volume")
+        self._start(work, apply, total=data.shape[-3], description="segmenting volume")
 
     def _stats(self, source, predictor: Predictor):
-        key = (id(source), predictor.bundle.version_id)
-        if key not in self._stats_cache:  # volume statistics: one fit per image and model
-            self._stats_cache[key] = predictor.fit_stats(np.asarray(source.data), 3)
+        layers = self._channel_layers(source)
+        key = (tuple(id(layer) for layer in layers), predictor.bundle.version_id)
+        if key not in self._stats_cache:  # volume statistics: one fit per input and model
+            data = self.input_data(source, predictor)
+            self._stats_cache[key] = predictor.fit_stats(np.asarray(data), 3)
         return self._stats_cache[key]
 
     def _start(self, work, apply, total: int, description: str) -> None:
@@ -409,7 +453,7 @@ class SegmentationWidget(Container):
     def _estimate_uncertainty(self) -> None:
         source = self._source()
         predictor = self._predictor()
-        volume = np.asarray(source.data, dtype=np.float32)
+        volume = np.asarray(self.input_data(source, predictor), dtype=np.float32)
         stats = self._stats(source, predictor)
         spacing = tuple(source.scale[-3:])
         threshold = self.threshold.value
@@ -424,7 +468,7 @@ class SegmentationWidget(Container):
         self._start(
             work,
             lambda result: self.review.show_uncertainty(result, 0),
-            total=2 * volume.shape[0],
+            total=2 * volume.shape[-3],
             description="flip-test uncertainty",
         )
 

@@ -47,9 +47,15 @@ class ModelBundle:
     version_id: str
     threshold: float = 0.5
     min_lesion_voxels: int = 0  # post-processing: drop smaller 3D components
+    click_channels: int = 0  # trailing input channels that encode clicks (click-guided models)
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+
+    @property
+    def image_channels(self) -> int:
+        """Input channels that come from images (the rest encode clicks)."""
+        return self.config.in_channels - self.click_channels
 
     def sidecar(self, weights_sha256: str) -> dict[str, Any]:
         return {
@@ -60,6 +66,7 @@ class ModelBundle:
             "normalization": self.normalization.to_dict(),
             "threshold": self.threshold,
             "min_lesion_voxels": self.min_lesion_voxels,
+            "click_channels": self.click_channels,
             "provenance": self.provenance,
             "metrics": self.metrics,
             "weights_sha256": weights_sha256,
@@ -217,6 +224,7 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         version_id=str(meta["version_id"]),
         threshold=float(meta.get("threshold", 0.5)),
         min_lesion_voxels=int(meta.get("min_lesion_voxels", 0)),
+        click_channels=int(meta.get("click_channels", 0)),
         provenance=dict(meta.get("provenance", {})),
         metrics=dict(meta.get("metrics", {})),
         path=path,

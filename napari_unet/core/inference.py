@@ -78,13 +78,15 @@ class Predictor:
     # -- statistics -------------------------------------------------------------------
     def fit_stats(self, image: np.ndarray, spatial_dims: int) -> list[norm.IntensityStats]:
         """Per-channel normalization statistics for a whole image or volume."""
-        image = as_channels_first(image, self.config.in_channels, spatial_dims)
+        image = as_channels_first(image, self.bundle.image_channels, spatial_dims)
         return [norm.fit(channel, self.bundle.normalization) for channel in image]
 
     def normalize(self, image: np.ndarray, stats: list[norm.IntensityStats]) -> np.ndarray:
-        """Normalize a channels-first array with fitted per-channel statistics."""
+        """Normalize a channels-first image; a click-guided model gets empty click maps."""
         spec = self.bundle.normalization
-        return np.stack([norm.apply(ch, st, spec) for ch, st in zip(image, stats, strict=True)])
+        channels = [norm.apply(ch, st, spec) for ch, st in zip(image, stats, strict=True)]
+        channels += [np.zeros_like(channels[0])] * self.bundle.click_channels
+        return np.stack(channels)
 
     # -- forward ----------------------------------------------------------------------
     @torch.inference_mode()
@@ -148,12 +150,27 @@ class Predictor:
         return stitcher.result()
 
     def predict_slice(
-        self, image: np.ndarray, stats: list[norm.IntensityStats] | None = None
+        self,
+        image: np.ndarray,
+        stats: list[norm.IntensityStats] | None = None,
+        click_maps: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Lesion probability (H, W) for one 2D image, (H, W) or (C, H, W)."""
-        image = as_channels_first(image, self.config.in_channels, 2)
+        """Lesion probability (H, W) for one 2D image, (H, W) or (C, H, W).
+
+        ``click_maps`` (click-guided models only) fills the click channels; without it
+        they are empty and the model answers as an automatic one.
+        """
+        image = as_channels_first(image, self.bundle.image_channels, 2)
         stats = stats or self.fit_stats(image, 2)
-        return drain(self.iter_predict_stack(self.normalize(image, stats)[None]))[0]
+        normalized = self.normalize(image, stats)
+        if click_maps is not None:
+            if not self.bundle.click_channels:
+                raise ValueError(
+                    f"model {self.bundle.version_id} is not click-guided; "
+                    "use the click-guided model or the baseline click engine"
+                )
+            normalized[-self.bundle.click_channels :] = click_maps
+        return drain(self.iter_predict_stack(normalized[None]))[0]
 
     def iter_predict_volume(
         self,
@@ -168,7 +185,7 @@ class Predictor:
         Returns float32 probabilities shaped like the spatial volume; slices not in
         ``indices`` are zero. Memory stays bounded: slices go through in chunks.
         """
-        volume = as_channels_first(volume, self.config.in_channels, 3)
+        volume = as_channels_first(volume, self.bundle.image_channels, 3)
         stats = stats or self.fit_stats(volume, 3)
         moved = np.moveaxis(volume, axis + 1, 1)  # (C, S, H, W) view, no copy
         slice_ids = list(range(moved.shape[1])) if indices is None else list(indices)

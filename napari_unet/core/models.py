@@ -10,8 +10,10 @@ from .checkpoint import CheckpointError, ModelBundle, load_checkpoint
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 BUNDLED = {
     "lesion-t1": MODELS_DIR / "lesion_t1.safetensors",
+    "lesion-t1-clicks": MODELS_DIR / "lesion_t1_clicks.safetensors",
 }
 DEFAULT_MODEL = "lesion-t1"
+CLICK_MODEL = "lesion-t1-clicks"  # click-guided: the automatic model plus two click channels
 
 _cache: dict[Path, ModelBundle] = {}
 _lock = threading.Lock()

@@ -54,6 +54,7 @@ class SliceBank:
         self.images: list[np.ndarray] = []  # (C, Y, X) float16
         self.masks: list[np.ndarray] = []
         self.lesion_pixels: list[tuple[int, int, int]] = []  # (slice, y, x), subsampled
+        self.hard_negatives: list[tuple[int, int, int]] = []  # false-positive pixels, mined
         for volume in volumes:
             background = volume.image[0].min()
             for z in range(volume.image.shape[1]):
@@ -74,23 +75,53 @@ class SliceBank:
         return len(self.images)
 
     def sample(
-        self, rng: np.random.Generator, batch: int, patch: int, lesion_fraction: float
+        self,
+        rng: np.random.Generator,
+        batch: int,
+        patch: int,
+        lesion_fraction: float,
+        hard_negative_fraction: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """A batch of (B, C, P, P) float32 patches and (B, P, P) float32 masks."""
+        """A batch of (B, C, P, P) float32 patches and (B, P, P) float32 masks.
+
+        A patch is centred near a lesion with probability ``lesion_fraction``, near a
+        mined false positive with ``hard_negative_fraction`` (once some are mined), and
+        anywhere in the head otherwise.
+        """
         images, masks = [], []
         for _ in range(batch):
-            if self.lesion_pixels and rng.random() < lesion_fraction:
-                index, y, x = self.lesion_pixels[rng.integers(len(self.lesion_pixels))]
+            draw = rng.random()
+            if self.lesion_pixels and draw < lesion_fraction:
+                pool = self.lesion_pixels
+            elif self.hard_negatives and draw < lesion_fraction + hard_negative_fraction:
+                pool = self.hard_negatives
+            else:
+                pool = None
+            if pool is not None:
+                index, y, x = pool[rng.integers(len(pool))]
                 y += int(rng.integers(-patch // 3, patch // 3 + 1))
                 x += int(rng.integers(-patch // 3, patch // 3 + 1))
             else:
-                index = int(rng.integers(len(self.images)))
-                _, height, width = self.images[index].shape
-                y, x = int(rng.integers(height)), int(rng.integers(width))
+                index, y, x = self.random_position(rng)
             image, mask = _crop(self.images[index], self.masks[index], y, x, patch)
             images.append(image)
             masks.append(mask)
         return np.stack(images).astype(np.float32), np.stack(masks).astype(np.float32)
+
+    def random_position(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        index = int(rng.integers(len(self.images)))
+        _, height, width = self.images[index].shape
+        return index, int(rng.integers(height)), int(rng.integers(width))
+
+    def crops_at(
+        self, positions: list[tuple[int, int, int]], patch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Patches and masks centred at (slice, y, x) positions, without augmentation."""
+        pairs = [_crop(self.images[i], self.masks[i], y, x, patch) for i, y, x in positions]
+        return (
+            np.stack([p[0] for p in pairs]).astype(np.float32),
+            np.stack([p[1] for p in pairs]).astype(np.float32),
+        )
 
 
 def _crop(image: np.ndarray, mask: np.ndarray, cy: int, cx: int, patch: int):

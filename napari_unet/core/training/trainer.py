@@ -20,12 +20,15 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import ModelBundle, new_version_id, save_checkpoint
+from ..click_eval import validate_clicks
 from ..device import select_device
 from ..editing import remove_small_components
 from ..inference import Predictor, drain
 from ..metrics import dice, lesion_f1
 from ..normalization import NormalizationSpec
+from ..precision import autocast, resolve_precision
 from ..unet import UNet, UNetConfig
+from .click_training import add_simulated_clicks
 from .slices import SliceBank, Volume
 
 DEFAULT_MODEL = UNetConfig(
@@ -49,6 +52,13 @@ class TrainConfig:
     device: str = "auto"
     threshold: float = 0.5
     min_lesion_voxels: int = 0
+    precision: str = "auto"  # bf16 autocast where the hardware runs it natively
+    hard_negative_fraction: float = 0.0  # share of patches centred on mined false positives
+    mine_every: int = 250  # steps between hard-negative mining rounds
+    mine_patches: int = 384  # random patches scored per mining round
+    click_channels: int = 0  # >0: a click-guided model trained with simulated clicks
+    no_click_fraction: float = 0.25  # click models: patches with no clicks (automatic mode)
+    corrective_rounds: int = 3  # click models: most simulated corrective clicks per patch
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -148,6 +158,46 @@ def validate(
     }
 
 
+@torch.no_grad()
+def mine_hard_negatives(
+    model: UNet,
+    bank: SliceBank,
+    rng: np.random.Generator,
+    config: TrainConfig,
+    device: torch.device,
+    precision: str,
+    per_patch: int = 8,
+) -> int:
+    """Score random patches with the current model and keep its false-positive pixels.
+
+    Online hard-negative mining: the next patches are drawn around what the model
+    currently gets wrong (skull base, ventricles, dark cortex), so false positives are
+    trained away instead of being rare in random patches. Returns the pool size.
+    """
+    was_training = model.training
+    model.eval()
+    positions = [bank.random_position(rng) for _ in range(config.mine_patches)]
+    pool: list[tuple[int, int, int]] = []
+    half = config.patch // 2
+    for start in range(0, len(positions), 32):
+        chunk = positions[start : start + 32]
+        images, masks = bank.crops_at(chunk, config.patch)
+        if config.click_channels:  # mine the automatic mode: empty click maps
+            empty = np.zeros((len(images), config.click_channels, *images.shape[2:]), np.float32)
+            images = np.concatenate([images, empty], axis=1)
+        with autocast(precision, device):
+            logits = model(torch.from_numpy(images).to(device))
+        probs = model.lesion_probability(logits.float()).cpu().numpy()
+        for (index, cy, cx), prob, mask in zip(chunk, probs, masks, strict=True):
+            ys, xs = np.nonzero((prob >= config.threshold) & (mask < 0.5))
+            if len(ys):
+                pick = rng.choice(len(ys), size=min(per_patch, len(ys)), replace=False)
+                pool += [(index, cy - half + int(ys[k]), cx - half + int(xs[k])) for k in pick]
+    bank.hard_negatives = pool
+    model.train(was_training)
+    return len(pool)
+
+
 def _identity_stats(channels: int):
     from ..normalization import IntensityStats
 
@@ -181,6 +231,7 @@ def train(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     bank = SliceBank(train_volumes)
+    precision = resolve_precision(config.precision, device)
     state_path = run_dir / "last_state.pt"
     history_path = run_dir / "history.json"
     start, best_dice, history = 0, -1.0, {"train": [], "val": []}
@@ -196,6 +247,15 @@ def train(
             if (run_dir / "best.json").exists()
             else version_id
         )
+        if config.hard_negative_fraction > 0:  # the mined pool is not saved: mine again
+            mine_hard_negatives(
+                model,
+                bank,
+                np.random.default_rng([config.seed, start, 1]),
+                config,
+                device,
+                resolve_precision(config.precision, device),
+            )
         yield TrainEvent(start, config.steps, float("nan"), message=f"resumed at step {start}")
     best_path = run_dir / "best.safetensors"
     started = time.time()
@@ -204,12 +264,33 @@ def train(
         model.train()
         rng = np.random.default_rng([config.seed, step])
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        images, masks = bank.sample(rng, config.batch_size, config.patch, config.lesion_fraction)
+        if config.hard_negative_fraction > 0 and step % config.mine_every == 0 and step > 0:
+            mine_hard_negatives(model, bank, rng, config, device, precision)
+        images, masks = bank.sample(
+            rng,
+            config.batch_size,
+            config.patch,
+            config.lesion_fraction,
+            config.hard_negative_fraction,
+        )
         images, masks = augment_batch(torch.from_numpy(images), torch.from_numpy(masks), generator)
+        if config.click_channels:
+            images = add_simulated_clicks(
+                model,
+                images,
+                masks,
+                rng,
+                device,
+                precision,
+                config.no_click_fraction,
+                config.corrective_rounds,
+                config.threshold,
+            )
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
-        logits = model(images.to(device))
-        loss = dice_ce_loss(logits, masks.to(device), config.model.num_classes)
+        with autocast(precision, device):
+            logits = model(images.to(device))
+        loss = dice_ce_loss(logits.float(), masks.to(device), config.model.num_classes)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -220,16 +301,24 @@ def train(
         if (step + 1) % config.val_every == 0 or step + 1 == config.steps:
             model.eval()
             bundle = ModelBundle(
-                model, config.model, config.normalization, version_id, config.threshold
+                model,
+                config.model,
+                config.normalization,
+                version_id,
+                config.threshold,
+                click_channels=config.click_channels,
             )
             scores = validate(
                 bundle, val_volumes, config.threshold, config.device, config.min_lesion_voxels
             )
+            if config.click_channels:  # a click model is chosen by how it answers clicks
+                scores.update(validate_clicks(bundle, val_volumes, config.device))
             history["val"].append(
                 {"step": step + 1, **scores, "minutes": round((time.time() - started) / 60, 2)}
             )
-            if scores["dice"] > best_dice:
-                best_dice = scores["dice"]
+            selection = scores.get("click_score", scores["dice"])
+            if selection > best_dice:
+                best_dice = selection
                 cpu_model = UNet(config.model)
                 cpu_model.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
                 best = ModelBundle(
@@ -239,12 +328,17 @@ def train(
                     version_id,
                     config.threshold,
                     min_lesion_voxels=config.min_lesion_voxels,
+                    click_channels=config.click_channels,
                     provenance={
                         **(provenance or {}),
                         "train_config": config.to_dict(),
                         "best_step": step + 1,
                     },
-                    metrics={"val_dice": scores["dice"], "val_lesion_f1": scores["lesion_f1"]},
+                    metrics={
+                        "val_dice": scores["dice"],
+                        "val_lesion_f1": scores["lesion_f1"],
+                        **{k: v for k, v in scores.items() if k.startswith("click_")},
+                    },
                 )
                 save_checkpoint(best, best_path, overwrite=True)
             _save_state(state_path, model, optimizer, step + 1, best_dice)

@@ -1,0 +1,86 @@
+"""Click encoding for click-guided models, and the clicks a simulated user would make.
+
+A click-guided U-Net takes two extra input channels: Gaussian maps (peak 1) of the
+positive and of the negative clicks. The same simulated user serves training
+(DeepGrow/DeepEdit-style iterative clicks) and the NoC evaluation: the first click
+goes to the centre of a lesion, each later click to the centre of the largest
+remaining error, positive on a missed region and negative on a false one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from scipy import ndimage
+
+CLICK_SIGMA = 3.0  # pixels
+CLICK_CHANNELS = 2  # positive map, negative map
+
+_RADIUS = int(np.ceil(3 * CLICK_SIGMA))
+_yy, _xx = np.mgrid[-_RADIUS : _RADIUS + 1, -_RADIUS : _RADIUS + 1]
+_STAMP = np.exp(-(_yy**2 + _xx**2) / (2 * CLICK_SIGMA**2)).astype(np.float32)
+
+
+def click_maps(shape: tuple[int, int], clicks: Iterable[tuple[int, int, bool]]) -> np.ndarray:
+    """(2, H, W) float32 maps of (row, col, positive) clicks; clicks outside are ignored."""
+    height, width = shape
+    maps = np.zeros((CLICK_CHANNELS, height, width), dtype=np.float32)
+    for row, col, positive in clicks:
+        if not (0 <= row < height and 0 <= col < width):
+            continue
+        r0, r1 = max(0, row - _RADIUS), min(height, row + _RADIUS + 1)
+        c0, c1 = max(0, col - _RADIUS), min(width, col + _RADIUS + 1)
+        stamp = _STAMP[
+            r0 - row + _RADIUS : r1 - row + _RADIUS, c0 - col + _RADIUS : c1 - col + _RADIUS
+        ]
+        target = maps[0 if positive else 1, r0:r1, c0:c1]
+        np.maximum(target, stamp, out=target)
+    return maps
+
+
+def centre_of(region: np.ndarray) -> tuple[int, int]:
+    """The pixel of ``region`` farthest from its border (where a user would click)."""
+    distance = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    row, col = np.unravel_index(int(np.argmax(distance)), region.shape)
+    return int(row), int(col)
+
+
+def next_click(
+    prediction: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None
+) -> tuple[int, int, bool] | None:
+    """The simulated user's next click: the centre of the largest error region.
+
+    Positive when that region is missed lesion, negative when it is a false positive.
+    ``region`` limits where the user looks (for example, a box around one lesion).
+    Returns ``None`` when there is no error left.
+    """
+    prediction, truth = prediction.astype(bool), truth.astype(bool)
+    missed, false = truth & ~prediction, prediction & ~truth
+    if region is not None:
+        missed, false = missed & region, false & region
+    best, best_size, positive = None, 0, True
+    for errors, is_positive in ((missed, True), (false, False)):
+        if not errors.any():
+            continue
+        labels, count = ndimage.label(errors)
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        k = int(np.argmax(sizes))
+        if sizes[k] > best_size:
+            best, best_size, positive = labels == k + 1, int(sizes[k]), is_positive
+    if best is None:
+        return None
+    row, col = centre_of(best)
+    return row, col, positive
+
+
+def first_click(
+    truth: np.ndarray, rng: np.random.Generator | None = None
+) -> tuple[int, int, bool] | None:
+    """A positive click at the centre of one lesion component (a random one with ``rng``)."""
+    labels, count = ndimage.label(truth > 0)
+    if count == 0:
+        return None
+    k = 1 if rng is None else int(rng.integers(1, count + 1))
+    row, col = centre_of(labels == k)
+    return row, col, True

@@ -1,0 +1,126 @@
+"""Training a click-guided U-Net: click channels added to an automatic model, simulated users.
+
+Following DeepGrow/DeepEdit, each batch gets clicks from a simulated user: a
+share of patches gets none (so the network stays an automatic model), the others
+get a first positive click near a lesion's centre and then up to
+``corrective_rounds`` clicks at the largest error of the network's own current
+prediction (run without gradients), positive on misses and negative on false
+positives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..checkpoint import ModelBundle, new_version_id
+from ..click_maps import CLICK_CHANNELS, centre_of, click_maps, next_click
+from ..precision import autocast
+from ..unet import UNet, UNetConfig
+
+
+def with_click_channels(bundle: ModelBundle, extra: int = CLICK_CHANNELS) -> ModelBundle:
+    """A copy of an automatic model with ``extra`` zero-initialized click input channels.
+
+    With empty click maps the new network computes exactly what the old one did, so
+    click training starts from the automatic model's quality.
+    """
+    if bundle.click_channels:
+        raise ValueError(f"{bundle.version_id} already has {bundle.click_channels} click channels")
+    config = UNetConfig.from_dict(
+        {**bundle.config.to_dict(), "in_channels": bundle.config.in_channels + extra}
+    )
+    model = UNet(config)
+    state = {k: v.clone() for k, v in bundle.model.state_dict().items()}
+    old = state["inc.0.weight"]
+    grown = torch.zeros(old.shape[0], old.shape[1] + extra, *old.shape[2:], dtype=old.dtype)
+    grown[:, : old.shape[1]] = old
+    state["inc.0.weight"] = grown
+    model.load_state_dict(state)
+    return ModelBundle(
+        model,
+        config,
+        bundle.normalization,
+        new_version_id(),
+        bundle.threshold,
+        min_lesion_voxels=bundle.min_lesion_voxels,
+        click_channels=extra,
+        provenance={"expanded_from": bundle.version_id},
+    )
+
+
+def _jittered_first_click(
+    truth: np.ndarray, rng: np.random.Generator
+) -> tuple[int, int, bool] | None:
+    """A positive click well inside a random lesion component (not always the exact centre)."""
+    labels, count = ndimage.label(truth)
+    if count == 0:
+        return None
+    component = labels == int(rng.integers(1, count + 1))
+    distance = ndimage.distance_transform_edt(np.pad(component, 1))[1:-1, 1:-1]
+    rows, cols = np.nonzero(distance >= 0.5 * distance.max())
+    if len(rows) == 0:
+        row, col = centre_of(component)
+        return row, col, True
+    k = int(rng.integers(len(rows)))
+    return int(rows[k]), int(cols[k]), True
+
+
+def _background_click(
+    image: np.ndarray, truth: np.ndarray, rng: np.random.Generator
+) -> tuple[int, int, bool] | None:
+    """A negative click on head tissue at least 5 pixels away from any lesion."""
+    far = ndimage.distance_transform_edt(~truth) > 5 if truth.any() else np.ones_like(truth)
+    rows, cols = np.nonzero(far & (image > image.min() + 1e-3))
+    if len(rows) == 0:
+        return None
+    k = int(rng.integers(len(rows)))
+    return int(rows[k]), int(cols[k]), False
+
+
+def _encode(images: torch.Tensor, clicks: list[list[tuple[int, int, bool]]]) -> torch.Tensor:
+    shape = tuple(images.shape[-2:])
+    maps = np.stack([click_maps(shape, c) for c in clicks])
+    return torch.cat([images, torch.from_numpy(maps)], dim=1)
+
+
+def add_simulated_clicks(
+    model: UNet,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    rng: np.random.Generator,
+    device: torch.device,
+    precision: str,
+    no_click_fraction: float = 0.25,
+    corrective_rounds: int = 3,
+    threshold: float = 0.5,
+) -> torch.Tensor:
+    """Images (B, C, P, P) with two click channels appended, from a simulated user."""
+    truths = masks.numpy() > 0.5
+    clicks: list[list[tuple[int, int, bool]]] = [[] for _ in range(len(truths))]
+    active = []
+    for b, truth in enumerate(truths):
+        if rng.random() < no_click_fraction:
+            continue
+        active.append(b)
+        first = _jittered_first_click(truth, rng)
+        if first is None or rng.random() < 0.15:  # also: users reject false positives
+            negative = _background_click(images[b, 0].numpy(), truth, rng)
+            if negative is not None:
+                clicks[b].append(negative)
+        if first is not None:
+            clicks[b].append(first)
+    rounds = int(rng.integers(0, corrective_rounds + 1)) if active else 0
+    for _ in range(rounds):
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), autocast(precision, device):
+            logits = model(_encode(images, clicks).to(device))
+        model.train(was_training)
+        predicted = model.lesion_probability(logits.float()).cpu().numpy() >= threshold
+        for b in active:
+            click = next_click(predicted[b], truths[b])
+            if click is not None:
+                clicks[b].append(click)
+    return _encode(images, clicks)

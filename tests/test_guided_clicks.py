@@ -1,0 +1,119 @@
+"""Click encoding, the simulated user, the click-guided engine and the NoC metrics."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.core.click_eval import clicks_to_reach, lesion_slices, simulate_task, summarize
+from napari_unet.core.click_maps import click_maps, first_click, next_click
+from napari_unet.core.clicks import Click, ClickEngine, ClickOutsideImage
+from napari_unet.core.guided import GuidedClickEngine
+from napari_unet.core.inference import Predictor
+from napari_unet.core.io import read_image
+from napari_unet.core.metrics import dice
+from napari_unet.core.models import CLICK_MODEL, get_model
+from napari_unet.core.sample import SAMPLE_LESION, SAMPLE_T1
+from napari_unet.core.training.click_training import with_click_channels
+
+
+def test_click_maps_put_gaussians_in_the_right_channel():
+    maps = click_maps((40, 50), [(10, 12, True), (30, 40, False), (-5, 3, True)])
+    assert maps.shape == (2, 40, 50) and maps.dtype == np.float32
+    assert maps[0, 10, 12] == pytest.approx(1.0) and maps[1, 10, 12] < 1e-6
+    assert maps[1, 30, 40] == pytest.approx(1.0) and maps[0, 30, 40] < 1e-6
+    assert 0.5 < maps[0, 10, 15] < 0.7  # 3 px away at sigma 3: exp(-1/2)
+    assert maps[0].sum() == pytest.approx(2 * np.pi * 9, rel=0.02)  # the outside click is dropped
+
+
+def test_simulated_user_clicks_the_largest_error():
+    truth = np.zeros((60, 60), bool)
+    truth[10:30, 10:30] = True
+    assert first_click(truth) == (19, 19, True) or first_click(truth) == (20, 20, True)
+    prediction = np.zeros_like(truth)
+    prediction[10:30, 10:20] = True  # half the lesion found
+    prediction[45:55, 45:50] = True  # and a 50-pixel false positive
+    row, col, positive = next_click(prediction, truth)
+    assert positive and truth[row, col] and not prediction[row, col]
+    prediction[10:30, 10:30] = True  # lesion complete: the false positive is left
+    row, col, positive = next_click(prediction, truth)
+    assert not positive and 45 <= row < 55 and 45 <= col < 50
+    prediction[45:55, 45:50] = False
+    assert next_click(prediction, truth) is None
+
+
+def test_expanded_model_with_empty_clicks_equals_the_automatic_model():
+    auto = get_model(None)
+    guided = with_click_channels(auto)
+    assert guided.click_channels == 2 and guided.config.in_channels == 3
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        expected = auto.model.eval()(x)
+        got = guided.model.eval()(torch.cat([x, torch.zeros(2, 2, 64, 64)], 1))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="already has 2 click channels"):
+        with_click_channels(guided)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return read_image(SAMPLE_T1).data, read_image(SAMPLE_LESION).data > 0.5
+
+
+@pytest.fixture(scope="module")
+def click_predictor():
+    return Predictor(get_model(CLICK_MODEL))
+
+
+def test_click_model_ships_with_click_channels(click_predictor):
+    bundle = click_predictor.bundle
+    assert bundle.click_channels == 2 and bundle.image_channels == 1
+    assert bundle.path.stat().st_size <= 10 * 1024 * 1024
+
+
+def test_guided_session_on_the_sample_converges(sample, click_predictor):
+    image, truth = sample
+    tasks = lesion_slices(truth, per_lesion=1)
+    assert len(tasks) == 1  # the sample has one lesion
+    engine = GuidedClickEngine(click_predictor, image)
+    curve = simulate_task(engine, truth, tasks[0], max_clicks=5)
+    assert len(curve) == 5
+    assert curve[0] > 0.7  # one click at the centre captures most of it
+    assert max(curve[2:]) >= curve[0]  # corrective clicks do not make it worse
+    assert clicks_to_reach(curve, 0.85, 20) <= 5
+
+
+def test_guided_negative_click_and_hand_painted_voxels(sample, click_predictor):
+    image, truth = sample
+    z = int(np.argmax(truth.sum(axis=(1, 2))))
+    engine = GuidedClickEngine(click_predictor, image)
+    row, col, _ = first_click(truth[z])
+    painted = np.zeros(truth[z].shape, np.uint8)
+    painted[2:6, 2:6] = 1  # a brush stroke far from the lesion, outside the click patch
+    painted[row - 40 : row - 37, col : col + 3] = 1  # and a blob inside the patch
+    after = engine.apply(Click(0, z, row, col, True), painted, 0.5)
+    assert after[row, col] == 1 and dice(after > 0, truth[z]) > 0.6
+    assert after[2:6, 2:6].all()  # hand-painted voxels outside the patch are kept
+    assert after[row - 40 : row - 37, col : col + 3].all()  # and inside it, until...
+    cleaned = engine.apply(Click(0, z, row - 39, col + 1, False), after, 0.5)
+    assert not cleaned[row - 40 : row - 37, col : col + 3].any()  # ...a negative click on it
+    assert cleaned[row, col] == 1 and cleaned[2:6, 2:6].all()
+    with pytest.raises(ClickOutsideImage, match="outside the image"):
+        engine.apply(Click(0, z, 10_000, 5, True), cleaned, 0.5)
+
+
+def test_guided_engine_refuses_an_automatic_model(sample):
+    with pytest.raises(ValueError, match="no click channels"):
+        GuidedClickEngine(Predictor(get_model(None)), sample[0])
+
+
+def test_baseline_engine_in_the_simulator_and_noc_summary(sample):
+    image, truth = sample
+    tasks = lesion_slices(truth, per_lesion=3)
+    assert 1 <= len(tasks) <= 3 and all(truth[t.index].any() for t in tasks)
+    engine = ClickEngine(Predictor(get_model(None)), image)
+    curves = [simulate_task(engine, truth, t, max_clicks=5) for t in tasks]
+    summary = summarize(curves, max_clicks=5)
+    assert summary["tasks"] == len(tasks)
+    assert 0.0 < summary["dice@1"] <= 1.0 and 1 <= summary["noc90"] <= 5
+    assert clicks_to_reach([0.5, 0.86, 0.91], 0.85, 20) == 2
+    assert clicks_to_reach([0.5, 0.6], 0.9, 20) == 20
