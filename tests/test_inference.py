@@ -22,8 +22,8 @@ def _bundle(padding: str, depth: int = 3, in_channels: int = 1) -> ModelBundle:
 def test_valid_tiled_equals_single_pass(rng):
     bundle = _bundle("valid")
     image = rng.normal(size=(150, 203)).astype(np.float32)
-    single = Predictor(bundle, max_tile=1024).predict_slice(image)
-    tiled_predictor = Predictor(bundle, max_tile=100, batch_size=5)
+    single = Predictor(bundle, precision="fp32", max_tile=1024).predict_slice(image)
+    tiled_predictor = Predictor(bundle, precision="fp32", max_tile=100, batch_size=5)
     plan = plan_tiles(150, 203, bundle.config, 100)
     assert plan.count > 100  # really many tiles
     tiled = tiled_predictor.predict_slice(image)
@@ -34,7 +34,7 @@ def test_valid_tiled_equals_single_pass(rng):
 def test_valid_single_pass_matches_raw_network_on_padded_input(rng):
     """The engine's stitched output is exactly the network output on the mirror-padded image."""
     bundle = _bundle("valid")
-    predictor = Predictor(bundle, max_tile=1024)
+    predictor = Predictor(bundle, precision="fp32", max_tile=1024)
     image = rng.normal(size=(60, 60)).astype(np.float32)
     stats = predictor.fit_stats(image, 2)
     normalized = predictor.normalize(image[None], stats)
@@ -54,7 +54,7 @@ def test_paper_configuration_tiles_a_larger_image(rng):
     plan = plan_tiles(700, 500, config, 572)
     assert plan.tile_input_shape == (572, 572)
     assert plan.count == 4  # 2x2 output tiles of 388 cover 700x500
-    prob = Predictor(bundle, max_tile=572, batch_size=2).predict_slice(
+    prob = Predictor(bundle, precision="fp32", max_tile=572, batch_size=2).predict_slice(
         rng.normal(size=(700, 500)).astype(np.float32)
     )
     assert prob.shape == (700, 500)
@@ -64,8 +64,8 @@ def test_paper_configuration_tiles_a_larger_image(rng):
 def test_same_padding_fits_in_one_pass_equals_blended_tiles_closely(rng):
     bundle = _bundle("same")
     image = rng.normal(size=(120, 90)).astype(np.float32)
-    single = Predictor(bundle, max_tile=512).predict_slice(image)
-    tiled = Predictor(bundle, max_tile=64).predict_slice(image)
+    single = Predictor(bundle, precision="fp32", max_tile=512).predict_slice(image)
+    tiled = Predictor(bundle, precision="fp32", max_tile=64).predict_slice(image)
     assert plan_tiles(120, 90, bundle.config, 64).count > 1
     assert plan_tiles(120, 90, bundle.config, 512).count == 1
     # Zero padding inside the net is not shift-invariant: blended tiles differ slightly.
@@ -76,7 +76,9 @@ def test_same_padding_fits_in_one_pass_equals_blended_tiles_closely(rng):
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_arbitrary_sizes(rng, shape, padding):
     bundle = _bundle(padding, depth=2)
-    prob = Predictor(bundle, max_tile=128).predict_slice(rng.normal(size=shape).astype(np.float32))
+    prob = Predictor(bundle, precision="fp32", max_tile=128).predict_slice(
+        rng.normal(size=shape).astype(np.float32)
+    )
     assert prob.shape == shape
     assert np.isfinite(prob).all()
 
@@ -84,7 +86,7 @@ def test_arbitrary_sizes(rng, shape, padding):
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_volume_along_each_axis_matches_slices(rng, axis):
     bundle = _bundle("same")
-    predictor = Predictor(bundle, batch_size=4)
+    predictor = Predictor(bundle, precision="fp32", batch_size=4)
     volume = rng.normal(size=(6, 40, 50)).astype(np.float32)
     stats = predictor.fit_stats(volume, 3)
     prob = predictor.predict_volume(volume, axis=axis, stats=stats)
@@ -97,7 +99,7 @@ def test_volume_along_each_axis_matches_slices(rng, axis):
 
 
 def test_volume_progress_and_cancel(rng):
-    predictor = Predictor(_bundle("same"), batch_size=2)
+    predictor = Predictor(_bundle("same"), precision="fp32", batch_size=2)
     volume = rng.normal(size=(10, 32, 32)).astype(np.float32)
     events = []
     predictor.predict_volume(volume, progress=events.append)
@@ -108,7 +110,7 @@ def test_volume_progress_and_cancel(rng):
 
 
 def test_multichannel_input_and_channel_mismatch(rng):
-    predictor = Predictor(_bundle("same", in_channels=2))
+    predictor = Predictor(_bundle("same", in_channels=2), precision="fp32")
     prob = predictor.predict_slice(rng.normal(size=(2, 30, 30)).astype(np.float32))
     assert prob.shape == (30, 30)
     with pytest.raises(ValueError, match="expects 2 input channel"):
@@ -118,7 +120,7 @@ def test_multichannel_input_and_channel_mismatch(rng):
 
 
 def test_nan_voxels_do_not_poison_the_output(rng):
-    predictor = Predictor(_bundle("same"))
+    predictor = Predictor(_bundle("same"), precision="fp32")
     image = rng.normal(size=(40, 40)).astype(np.float32)
     image[5:10, 5:10] = np.nan
     image[0, 0] = np.inf
@@ -127,11 +129,15 @@ def test_nan_voxels_do_not_poison_the_output(rng):
 
 def test_bad_device_is_refused():
     with pytest.raises(ValueError, match="Unknown device"):
-        Predictor(_bundle("same"), device="tpu")
+        Predictor(_bundle("same"), precision="fp32", device="tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="not available"):
-            Predictor(_bundle("same"), device="cuda")
-    assert Predictor(_bundle("same"), device="auto").device.type in ("cpu", "cuda", "mps")
+            Predictor(_bundle("same"), precision="fp32", device="cuda")
+    assert Predictor(_bundle("same"), precision="fp32", device="auto").device.type in (
+        "cpu",
+        "cuda",
+        "mps",
+    )
 
 
 def test_flip_uncertainty_counts_disagreeing_area_per_slice(rng):
@@ -139,7 +145,7 @@ def test_flip_uncertainty_counts_disagreeing_area_per_slice(rng):
     from napari_unet.core.uncertainty import iter_flip_uncertainty
 
     bundle = _bundle("same")
-    predictor = Predictor(bundle)
+    predictor = Predictor(bundle, precision="fp32")
     volume = rng.normal(size=(4, 32, 32)).astype(np.float32)
     plain = predictor.predict_volume(volume, 0)
     flipped = predictor.predict_volume(np.ascontiguousarray(volume[..., ::-1]), 0)[..., ::-1]
@@ -176,8 +182,8 @@ def test_skipping_constant_tiles_changes_nothing(rng):
     bundle = _bundle("same")
     volume = np.zeros((8, 40, 48), np.float32)
     volume[3:5, 10:30, 10:40] = rng.normal(size=(2, 20, 30))  # only two slices hold anything
-    fast = Predictor(bundle, skip_constant=True)
-    plain = Predictor(bundle, skip_constant=False)
+    fast = Predictor(bundle, precision="fp32", skip_constant=True)
+    plain = Predictor(bundle, precision="fp32", skip_constant=False)
     calls = []
     original = fast._forward
     fast._forward = lambda batch: calls.append(len(batch)) or original(batch)
@@ -185,3 +191,21 @@ def test_skipping_constant_tiles_changes_nothing(rng):
         fast.predict_volume(volume, 0), plain.predict_volume(volume, 0), atol=1e-6
     )
     assert sum(calls) == 3  # two real slices + one cached empty slice, not eight
+
+
+def test_optimized_path_matches_the_plain_path(rng):
+    """bf16 autocast (where native) and channels-last change probabilities only slightly."""
+    from napari_unet.core.models import get_model
+    from napari_unet.core.precision import cpu_has_native_bf16
+
+    bundle = get_model(None)
+    image = rng.normal(100, 20, (4, 120, 136)).astype(np.float32)
+    image[:, 40:70, 50:90] -= 60  # a dark blob so both classes occur
+    fast = Predictor(bundle)  # defaults: precision auto, channels-last
+    plain = Predictor(bundle, precision="fp32", channels_last=False)
+    assert fast.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert fast.model is not bundle.model  # the bundle's module is never changed in place
+    a, b = fast.predict_volume(image, 0), plain.predict_volume(image, 0)
+    assert np.abs(a - b).max() < (0.05 if fast.precision == "bf16" else 1e-4)
+    agree = ((a >= 0.5) == (b >= 0.5)).mean()
+    assert agree > 0.999
