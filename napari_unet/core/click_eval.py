@@ -116,14 +116,13 @@ def automatic_dice(
 
 
 def run_engine(
-    make_engine: Callable[[], object],
+    engine,
     truth: np.ndarray,
     tasks: list[LesionSlice],
     max_clicks: int = 20,
     threshold: float = 0.5,
 ) -> list[list[float]]:
     """Simulated sessions of one engine on one volume's tasks."""
-    engine = make_engine()
     return [simulate_task(engine, truth, t, max_clicks, threshold) for t in tasks]
 
 
@@ -140,7 +139,7 @@ def validate_clicks(bundle, volumes, device: str = "auto", max_clicks: int = 5) 
         stats = [IntensityStats(-1e9, 1e9, 0.0, 1.0) for _ in range(image.shape[0])]
         tasks = lesion_slices(volume.mask, per_lesion=1)
         curves += run_engine(
-            lambda image=image, stats=stats: GuidedClickEngine(predictor, image, stats),
+            GuidedClickEngine(predictor, image, stats),
             volume.mask,
             tasks,
             max_clicks,
@@ -155,4 +154,84 @@ def validate_clicks(bundle, volumes, device: str = "auto", max_clicks: int = 5) 
         "click_dice_3": summary["dice@3"],
         "click_dice_5": summary["dice@5"],
         "click_score": score,
+    }
+
+
+def evaluate_click_engines(
+    cases,
+    auto_bundle,
+    click_bundle,
+    max_clicks: int = 20,
+    per_lesion: int = 3,
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """NoC and Dice@k of both click engines, and the automatic masks, on (name, image, truth).
+
+    ``image`` and ``truth`` are (Z, Y, X) volumes in display order; tasks are axial.
+    """
+    from .clicks import ClickEngine
+    from .guided import GuidedClickEngine
+    from .inference import Predictor
+
+    auto = Predictor(auto_bundle, device=device, batch_size=16)
+    guided = Predictor(click_bundle, device=device, batch_size=1)
+    curves: dict[str, list[list[float]]] = {"baseline": [], "guided": []}
+    zero_click: dict[str, list[float]] = {"automatic": [], "guided, no clicks": []}
+    per_case = []
+    for done, (name, image, truth) in enumerate(cases, start=1):
+        tasks = lesion_slices(truth, per_lesion=per_lesion)
+        if tasks:
+            indices = sorted({t.index for t in tasks})
+            auto_stats = auto.fit_stats(image, 3)
+            click_stats = guided.fit_stats(image, 3)
+            for key, predictor, stats in (
+                ("automatic", auto, auto_stats),
+                ("guided, no clicks", guided, click_stats),
+            ):
+                prob = predictor.predict_volume_slices(image, indices, stats)
+                zero_click[key] += automatic_dice(prob, truth, tasks, predictor.bundle.threshold)
+            base = run_engine(
+                ClickEngine(auto, image, auto_stats),
+                truth,
+                tasks,
+                max_clicks,
+                auto_bundle.threshold,
+            )
+            ours = run_engine(
+                GuidedClickEngine(guided, image, click_stats),
+                truth,
+                tasks,
+                max_clicks,
+                click_bundle.threshold,
+            )
+            curves["baseline"] += base
+            curves["guided"] += ours
+            per_case.append(
+                {
+                    "case": name,
+                    "tasks": len(tasks),
+                    "baseline_noc90": float(
+                        np.mean([clicks_to_reach(c, 0.9, max_clicks) for c in base])
+                    ),
+                    "guided_noc90": float(
+                        np.mean([clicks_to_reach(c, 0.9, max_clicks) for c in ours])
+                    ),
+                }
+            )
+        if progress:
+            progress(done, len(cases))
+    return {
+        "max_clicks": max_clicks,
+        "per_lesion": per_lesion,
+        "zero_clicks_dice": {k: float(np.mean(v)) if v else None for k, v in zero_click.items()},
+        "baseline": summarize(curves["baseline"], max_clicks),
+        "guided": summarize(curves["guided"], max_clicks),
+        "mean_curves": {
+            k: [float(np.mean([c[i] for c in v])) for i in range(max_clicks)] if v else []
+            for k, v in curves.items()
+        },
+        "cases": per_case,
+        "auto_model": auto_bundle.version_id,
+        "click_model": click_bundle.version_id,
     }

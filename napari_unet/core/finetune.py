@@ -29,6 +29,7 @@ from .device import select_device
 from .edit_queue import EditQueue, QueueError, QueueItem
 from .metrics import lesion_f1
 from .registry import ModelRegistry
+from .training.click_training import add_simulated_clicks
 from .training.slices import SliceBank, Volume
 from .training.trainer import TrainEvent, augment_batch, dice_ce_loss
 from .unet import UNet
@@ -87,6 +88,9 @@ def evaluate_items(bundle: ModelBundle, volumes: list[Volume], device: str = "au
     with torch.inference_mode():
         for volume in volumes:
             image = torch.from_numpy(volume.image[:, 0].astype(np.float32))[None]
+            if bundle.click_channels:  # judged as an automatic model: empty click maps
+                empty = torch.zeros(1, bundle.click_channels, *image.shape[-2:])
+                image = torch.cat([image, empty], dim=1)
             height, width = image.shape[-2:]
             pad_h, pad_w = (-height) % 2**bundle.config.depth, (-width) % 2**bundle.config.depth
             padded = torch.nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
@@ -195,6 +199,15 @@ def finetune(
             images, masks = _shard_batch(bank, replay_bank, config, step, shard)
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 1009 + shard)
             x, y = augment_batch(torch.from_numpy(images), torch.from_numpy(masks), generator)
+            if base_bundle.click_channels:  # click-guided: a simulated user clicks on the edits
+                x = add_simulated_clicks(
+                    model,
+                    x,
+                    y,
+                    np.random.default_rng([config.seed, step, shard, 1]),
+                    device,
+                    "fp32",
+                )
             loss = (
                 dice_ce_loss(trained(x.to(device)), y.to(device), base_bundle.config.num_classes)
                 / config.shards
@@ -227,6 +240,8 @@ def finetune(
         spec,
         new_version_id(),
         base_bundle.threshold,
+        min_lesion_voxels=base_bundle.min_lesion_voxels,
+        click_channels=base_bundle.click_channels,
         provenance={"parent": base_id, "finetune": asdict(config)},
     )
     base_metrics = evaluate_items(base_bundle, val_volumes, "cpu") if val_volumes else {}

@@ -220,6 +220,12 @@ class Predictor:
             done += len(ids)
         return np.moveaxis(result, 0, axis)
 
+    def predict_volume_slices(
+        self, volume: np.ndarray, indices: list[int], stats=None, axis: int = 0
+    ) -> np.ndarray:
+        """Probabilities for the listed slices only (the others are zero)."""
+        return drain(self.iter_predict_volume(volume, axis, stats, indices=indices))
+
     def predict_volume(
         self,
         volume: np.ndarray,
