@@ -351,6 +351,7 @@ def test_clicks_through_the_points_layer_update_labels(viewer_with_widget, qtbot
     rows, cols = np.nonzero(truth[z])
     k = len(rows) // 2
     viewer.dims.set_current_step(0, z)
+    widget.click_panel.engine_choice.value = "baseline: automatic model"
     points = widget.click_panel.start()
     assert points.mode == "add"
     points.add([z, rows[k], cols[k]])  # a positive click inside the true lesion
@@ -370,6 +371,64 @@ def test_clicks_through_the_points_layer_update_labels(viewer_with_widget, qtbot
     assert item.clicks and item.clicks[0]["row"] == int(rows[k])
     widget.click_panel.clear_button.clicked.emit()
     assert not labels.data[z].any() and len(points.data) == 0
+
+
+def test_click_guided_engine_through_the_widget(viewer_with_widget, qtbot):
+    """The default click engine is the bundled click-guided U-Net."""
+    from napari_unet.core.click_maps import first_click
+    from napari_unet.core.metrics import dice
+
+    viewer, widget = viewer_with_widget
+    truth = viewer.layers["true lesion (synthetic)"].data > 0
+    z = int(np.argmax(truth.sum(axis=(1, 2))))
+    row, col, _ = first_click(truth[z])
+    viewer.dims.set_current_step(0, z)
+    labels = widget.lesion_layer(viewer.layers["T1 sample brain"])
+    labels.data[z, 5:9, 5:9] = 1  # painted by hand before clicking
+    points = widget.click_panel.start()
+    assert widget.click_panel.engine_choice.value == "click-guided U-Net"
+    points.add([z, row, col])
+    engine = next(iter(widget.click_panel.engines.values()))
+    assert type(engine).__name__ == "GuidedClickEngine"
+    assert engine.predictor.bundle.click_channels == 2
+    assert dice(labels.data[z] > 0, truth[z]) > 0.7  # one click gets most of the lesion
+    assert labels.data[z, 5:9, 5:9].all()  # the brush stroke is untouched
+    widget.click_panel.polarity.value = "not lesion (−)"
+    points.add([z, 6, 6])  # an explicit "not lesion" on the stroke removes it
+    assert not labels.data[z, 5:9, 5:9].any() and labels.data[z, row, col] == 1
+    labels.undo()
+    assert labels.data[z, 5:9, 5:9].all()
+
+
+def test_extra_image_layers_as_channels(viewer_with_widget, qtbot, tmp_path, tiny_bundle):
+    """A two-channel model gets the chosen image layers, in order, as its channels."""
+    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.unet import UNet, UNetConfig
+
+    viewer, widget = viewer_with_widget
+    image = viewer.layers["T1 sample brain"]
+    second = viewer.add_image(np.asarray(image.data) * 0.5, name="second channel")
+    config = UNetConfig.from_dict({**tiny_bundle.config.to_dict(), "in_channels": 2})
+    torch.manual_seed(0)
+    bundle = ModelBundle(UNet(config).eval(), config, tiny_bundle.normalization, "two-ch")
+    path = save_checkpoint(bundle, tmp_path / "two.safetensors")
+    widget.image.value = image
+    widget.model.value = "checkpoint file…"
+    widget.model_file.value = path
+    viewer.dims.set_current_step(0, 90)
+    widget.slice_button.clicked.emit()  # one channel selected for a two-channel model
+    assert widget.worker is None  # refused before any work started
+    widget.extra_channels.value = [second]
+    predictor = widget._predictor()
+    assert widget.input_data(image, predictor).shape == (2, *image.data.shape)
+    widget.slice_button.clicked.emit()
+    _wait_idle(qtbot, widget)
+    prob = viewer.layers["T1 sample brain lesion probability"].data
+    assert prob[90].max() > 0 and not prob[89].any()
+    wrong = viewer.add_image(np.zeros((10, 10, 10), np.float32), name="other grid")
+    widget.extra_channels.value = [wrong]
+    with pytest.raises(ValueError, match="not on the grid"):
+        widget.input_data(image, predictor)
 
 
 def test_bundled_model_finds_the_sample_lesion(viewer_with_widget, qtbot):
