@@ -6,7 +6,10 @@ Run under a display (Xvfb is fine)::
 
 1. *Segment current slice* is clicked N times on the sample brain; each sample is the
    time from the click to the lesion layer having been refreshed with the new slice.
-2. While *Segment volume* runs, a 5 ms QTimer records the gaps between its ticks; the
+2. A positive click is added to the click points layer N times per click engine (on
+   lesion slices; the clicks are cleared in between); each sample is the time from the
+   point being added to the lesion layer having been refreshed.
+3. While *Segment volume* runs, a 5 ms QTimer records the gaps between its ticks; the
    longest gap is how long napari's event loop was blocked.
 """
 
@@ -15,9 +18,42 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import numpy as np
+
+
+class StallProbe:
+    """A watchdog thread: when the event loop's heartbeat is over 60 ms old, it records the
+    GUI thread's stack, so a stall can be traced to the code that caused it."""
+
+    def __init__(self, heartbeat: list[float]) -> None:
+        import collections
+        import threading
+
+        self.heartbeat = heartbeat
+        self.samples: collections.Counter = collections.Counter()
+        self.main = threading.main_thread().ident
+        self.running = True
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        import sys
+        import traceback
+
+        while self.running:
+            time.sleep(0.01)
+            if time.perf_counter() - self.heartbeat[0] > 0.06:
+                frame = sys._current_frames().get(self.main)
+                if frame is not None:
+                    self.samples["".join(traceback.format_stack(frame)[-6:])] += 1
+
+    def report(self) -> None:
+        self.running = False
+        sys.stdout.write(f"stall samples (10 ms each): {sum(self.samples.values())}\n")
+        for stack, count in self.samples.most_common(5):
+            sys.stdout.write(f"--- {count} samples\n{stack}\n")
 
 
 def main() -> None:
@@ -25,6 +61,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="gui_responsiveness.json")
+    parser.add_argument(
+        "--diagnose-stalls",
+        action="store_true",
+        help="print where the GUI thread was whenever the event loop stalled over 60 ms",
+    )
+    parser.add_argument("--only-finetune", action="store_true", help="skip slice/click/volume")
     args = parser.parse_args()
 
     import napari
@@ -50,7 +92,7 @@ def main() -> None:
     depth = viewer.layers["T1 sample brain"].data.shape[0]
     latencies = []
     labels = viewer.layers["T1 sample brain lesion"]
-    for repeat in range(args.repeats):
+    for repeat in range(0 if args.only_finetune else args.repeats):
         index = 40 + (repeat * 7) % (depth - 80)
         viewer.dims.set_current_step(0, index)
         app.processEvents()
@@ -66,17 +108,56 @@ def main() -> None:
         end = refreshed[-1] if refreshed else time.perf_counter()
         latencies.append(end - start)
 
+    def click_latencies(engine: str) -> list[float]:
+        """Point-and-click: a positive click on a lesion slice -> lesion layer refreshed."""
+        from napari_unet.core.click_maps import first_click
+
+        truth = np.asarray(viewer.layers["true lesion (synthetic)"].data) > 0
+        lesion_slices = [z for z in range(truth.shape[0]) if truth[z].sum() > 30]
+        panel = widget.click_panel
+        panel.engine_choice.value = engine
+        points = panel.start()
+        samples = []
+        for repeat in range(args.repeats + 1):  # the first loads the model: not counted
+            z = lesion_slices[(repeat * 5) % len(lesion_slices)]
+            viewer.dims.set_current_step(0, z)
+            app.processEvents()
+            row, col, _ = first_click(truth[z])
+            refreshed = []
+            callback = labels.events.set_data.connect(
+                lambda _e, refreshed=refreshed: refreshed.append(time.perf_counter())
+            )
+            start = time.perf_counter()
+            points.add([z, row, col])
+            app.processEvents()
+            labels.events.set_data.disconnect(callback)
+            if repeat:
+                samples.append((refreshed[-1] if refreshed else time.perf_counter()) - start)
+            panel.clear()
+        return samples
+
+    click_results = {
+        name: [float("nan")] if args.only_finetune else click_latencies(engine)
+        for name, engine in (
+            ("guided", "click-guided U-Net"),
+            ("baseline", "baseline: automatic model"),
+        )
+    }
+
     def longest_gap(action) -> tuple[float, float]:
         """Run ``action`` and wait for the worker; (longest event-loop gap ms, seconds)."""
         gaps = []
         clock = QElapsedTimer()
         clock.start()
         last = [clock.elapsed()]
+        heartbeat = [time.perf_counter()]
+        probe = StallProbe(heartbeat) if args.diagnose_stalls else None
 
         def tick():
             now = clock.elapsed()
             gaps.append(now - last[0])
             last[0] = now
+            heartbeat[0] = time.perf_counter()
 
         timer = QTimer()
         timer.setInterval(5)
@@ -86,9 +167,13 @@ def main() -> None:
         action()
         wait_idle()
         timer.stop()
+        if probe is not None:
+            probe.report()
         return float(max(gaps)) if gaps else float("nan"), time.perf_counter() - started
 
-    volume_gap, volume_seconds = longest_gap(widget.volume_button.clicked.emit)
+    volume_gap, volume_seconds = float("nan"), float("nan")
+    if not args.only_finetune:
+        volume_gap, volume_seconds = longest_gap(widget.volume_button.clicked.emit)
 
     import tempfile
 
@@ -103,6 +188,10 @@ def main() -> None:
             widget.models_panel.finetune_button.clicked.emit
         )
 
+    if args.only_finetune:
+        sys.stdout.write(f"fine-tune {finetune_seconds:.1f} s, longest gap {finetune_gap:.0f} ms\n")
+        viewer.close()
+        return
     result = {
         "slice_click_to_overlay_ms_median": statistics.median(latencies) * 1e3,
         "slice_click_to_overlay_ms_p95": float(np.percentile(latencies, 95)) * 1e3,
@@ -110,6 +199,14 @@ def main() -> None:
         "event_loop_longest_gap_ms": volume_gap,
         "finetune_seconds_in_gui": finetune_seconds,
         "event_loop_longest_gap_during_finetune_ms": finetune_gap,
+        **{
+            f"click_{name}_to_overlay_ms_median": statistics.median(values) * 1e3
+            for name, values in click_results.items()
+        },
+        **{
+            f"click_{name}_to_overlay_ms_p95": float(np.percentile(values, 95)) * 1e3
+            for name, values in click_results.items()
+        },
         "threads": args.threads,
         "repeats": args.repeats,
     }
@@ -125,6 +222,24 @@ def main() -> None:
             result["slice_click_to_overlay_ms_p95"],
             "ms",
             "",
+        ),
+        (
+            "click (guided U-Net) -> overlay, median",
+            result["click_guided_to_overlay_ms_median"],
+            "ms",
+            "<= 100",
+        ),
+        (
+            "click (guided U-Net) -> overlay, p95",
+            result["click_guided_to_overlay_ms_p95"],
+            "ms",
+            "",
+        ),
+        (
+            "click (baseline) -> overlay, median",
+            result["click_baseline_to_overlay_ms_median"],
+            "ms",
+            "<= 100",
         ),
         ("volume segmentation in the GUI", volume_seconds, "s", ""),
         ("longest event-loop gap during it", volume_gap, "ms", "<= 100"),

@@ -327,7 +327,10 @@ def test_finetune_compare_and_roll_back_from_the_widget(viewer_with_widget, qtbo
     _wait_idle(qtbot, widget, timeout=120_000)
     assert "promoted" in panel.comparison.value and "Dice" in panel.comparison.value
     assert len(panel.versions.choices) == 2 and panel.versions.choices[1].startswith("●")
-    assert panel.curve.value.shape[:2] == (110, 300)
+    curve = panel.curve.value
+    assert curve.shape[:2] == (110, 300)
+    marker = (curve == (255, 200, 60)).all(axis=-1)
+    assert marker[:, :148].any() and marker[:, 152:].any()  # vs items and vs minutes
     panel.versions.value = [panel.versions.choices[0]]  # the bundled root
     panel.activate_button.clicked.emit()
     assert panel.versions.choices[0].startswith("●")  # rolled back in one click

@@ -17,13 +17,10 @@ from .view import current_slice
 CURVE_SHAPE = (110, 300)
 
 
-def learning_curve(versions: list[ModelVersion], shape=CURVE_SHAPE) -> np.ndarray:
-    """An RGB plot of validation Dice (y, 0..1) against queued train items (x), per version."""
-    height, width = shape
+def _plot(points: list[tuple[float, float]], height: int, width: int) -> np.ndarray:
+    """An RGB line plot of (x, Dice) points; Dice 0..1 upwards, x scaled to the panel."""
     canvas = np.full((height, width, 3), 30, dtype=np.uint8)
     canvas[-1, :] = canvas[:, 0] = 160  # axes
-    points = [(len(v.items), v.metrics.get("queue_val", {}).get("dice")) for v in versions]
-    points = [(x, y) for x, y in points if y is not None]
     if not points:
         return canvas
     top = max(x for x, _ in points) or 1
@@ -34,6 +31,24 @@ def learning_curve(versions: list[ModelVersion], shape=CURVE_SHAPE) -> np.ndarra
     for x, y in pixels:
         canvas[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3] = (255, 200, 60)
     return canvas
+
+
+def learning_curve(versions: list[ModelVersion], shape=CURVE_SHAPE) -> np.ndarray:
+    """Validation Dice per version against queued train items (left) and against the
+    cumulative minutes of fine-tuning (right), side by side as one RGB image."""
+    height, width = shape
+    by_items, by_minutes, minutes = [], [], 0.0
+    for version in versions:
+        minutes += version.metrics.get("minutes", 0.0)
+        dice = version.metrics.get("queue_val", {}).get("dice")
+        if dice is not None:
+            by_items.append((len(version.items), dice))
+            by_minutes.append((minutes, dice))
+    half = width // 2 - 2
+    gap = np.full((height, width - 2 * half, 3), 0, dtype=np.uint8)
+    return np.concatenate(
+        [_plot(by_items, height, half), gap, _plot(by_minutes, height, half)], axis=1
+    )
 
 
 class ModelsPanel(Container):
@@ -49,7 +64,7 @@ class ModelsPanel(Container):
         self.activate_button = PushButton(text="Activate selected (promote / roll back)")
         self.changes_button = PushButton(text="What changed here (active vs selected)")
         self.curve = Image(value=learning_curve([]))
-        self.curve_label = Label(value="validation Dice vs queued train items")
+        self.curve_label = Label(value="validation Dice vs queued train items | vs minutes")
         self.extend(
             [
                 self.steps,
@@ -93,8 +108,8 @@ class ModelsPanel(Container):
             if "queue_val" in v.metrics and v.metrics["queue_val"]
         ]
         self.curve_label.value = (
-            f"validation Dice vs queued train items ({minutes:.1f} min of fine-tuning in all)"
-            + (f"\n{'; '.join(points)}" if points else "")
+            f"validation Dice vs queued train items (left) and vs minutes of fine-tuning "
+            f"(right; {minutes:.1f} min in all)" + (f"\n{'; '.join(points)}" if points else "")
         )
         registry.close()
 

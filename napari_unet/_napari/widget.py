@@ -26,6 +26,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from ..core.editing import lesion_table
+from ..core.finetune import warm_up_training
 from ..core.inference import Predictor
 from ..core.models import BUNDLED, DEFAULT_MODEL, get_model
 from ..core.registry import active_model_path
@@ -105,6 +106,10 @@ class SegmentationWidget(Container):
         self.models_panel = ModelsPanel(self)
         self.click_panel = ClickPanel(self)
         self._readout_timer = single_shot_timer(250, self._update_readout_now, self.native)
+        # PyTorch's first optimizer step imports ~1 s of modules while holding the GIL; done
+        # once right after the dock appears, it cannot stall a fine-tune later (docs/performance)
+        self._warm_up_timer = single_shot_timer(0, warm_up_training, self.native)
+        self._warm_up_timer.start()
         self.extend(
             [
                 self.image,

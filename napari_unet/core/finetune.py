@@ -37,6 +37,19 @@ from .unet import UNet
 PROMOTE = ("auto", "never", "force")
 
 
+def warm_up_training() -> None:
+    """Run one tiny optimizer step so PyTorch's lazy imports happen now.
+
+    The first ``optimizer.step()`` imports torch.distributed.tensor and sympy (about a
+    second of module execution). In a GUI worker thread that import holds the GIL and
+    the import lock and stalls the event loop; the widget calls this once at start-up.
+    """
+    layer = torch.nn.Conv2d(1, 1, 3)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=1e-3)
+    layer(torch.zeros(1, 1, 4, 4)).sum().backward()
+    optimizer.step()
+
+
 @dataclass
 class FinetuneConfig:
     steps: int = 150
