@@ -550,6 +550,23 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"active model: {registry.activate(args.version).version_id}")
         elif args.models_command == "export":
             print(f"exported to {registry.export(args.version, args.output)}")
+        elif args.models_command == "import":
+            from .core.checkpoint import CheckpointError, load_checkpoint
+            from .core.models import resolve_model_path
+
+            try:
+                bundle = load_checkpoint(resolve_model_path(args.model))
+            except (CheckpointError, OSError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            version = registry.register(
+                bundle,
+                parent=None,
+                metrics=bundle.metrics,
+                note=f"imported from {args.model}",
+                activate=args.activate,
+            )
+            print(f"registered {version.version_id}{' (active)' if args.activate else ''}")
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -750,10 +767,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("show", "one version"),
         ("activate", "make a version active (promote or roll back)"),
         ("export", "copy a version's checkpoint out"),
+        ("import", "register a checkpoint or bundled model (e.g. lesion-t1-clicks) as a version"),
     ):
         m = models_sub.add_parser(name, help=text)
         m.add_argument("--workspace", help="workspace folder (default: the user data dir)")
-        if name != "list":
+        if name == "import":
+            m.add_argument("model", help="checkpoint path or bundled model name")
+            m.add_argument("--activate", action="store_true", help="make it the active version")
+        elif name != "list":
             m.add_argument("version")
         if name == "export":
             m.add_argument("--output", "-o", required=True)

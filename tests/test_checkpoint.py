@@ -128,3 +128,17 @@ def test_plain_torch_state_dict_is_accepted(tiny_bundle, tmp_path):
     sidecar_path(weights).write_text(json.dumps(meta))
     loaded = load_checkpoint(weights)
     assert isinstance(loaded, ModelBundle)
+
+
+def test_saved_checkpoints_get_normal_file_permissions(tiny_bundle, tmp_path):
+    """Not the 0600 of a temporary file: other users and tools must be able to read them."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = save_checkpoint(tiny_bundle, tmp_path / "m.safetensors")
+        save_checkpoint(tiny_bundle, path, overwrite=True)
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert path.with_suffix(".json").stat().st_mode & 0o777 == 0o644

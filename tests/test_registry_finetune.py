@@ -170,3 +170,21 @@ def test_models_cli(tmp_path, capsys):
         == 0
     )
     assert (tmp_path / "x.safetensors").exists()
+
+
+def test_click_model_is_imported_and_fine_tuned_with_simulated_clicks(tmp_path, hyper_case):
+    """`models import` registers the click-guided model; fine-tuning keeps its click channels."""
+    _, mask, _ = hyper_case
+    workspace = tmp_path / "ws"
+    _queue_case(workspace, hyper_case, tmp_path, _lesion_slices(mask, 3), None)
+    assert main(["models", "import", "--workspace", str(workspace), "lesion-t1-clicks"]) == 0
+    assert main(["models", "import", "--workspace", str(workspace), "nope.safetensors"]) == 2
+    registry = ModelRegistry(workspace)
+    clicks_version = next(v for v in registry.versions() if "imported" in v.note)
+    assert not clicks_version.active  # importing does not change the active model
+    config = FinetuneConfig(steps=4, seed=0, device="cpu")
+    _, result = _run(finetune(workspace, config, base=clicks_version.version_id))
+    candidate = registry.load(result.candidate)
+    assert candidate.click_channels == 2 and candidate.config.in_channels == 3
+    assert registry.get(result.candidate).parent == clicks_version.version_id
+    assert candidate.min_lesion_voxels == registry.load(clicks_version.version_id).min_lesion_voxels
