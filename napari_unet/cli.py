@@ -61,7 +61,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     try:
         bundle = get_model(_model_source(args))
-        predictor = Predictor(bundle, device=args.device)
+        predictor = Predictor(bundle, device=args.device, precision=args.precision)
     except (CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -599,6 +599,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probabilities", action="store_true", help="also write <name>_prob.nii.gz")
     p.add_argument("--volume", type=int, help="for 4D inputs: which volume to segment")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 where the hardware runs it natively (same Dice, see performance.md)",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("synth", help="generate a synthetic stroke dataset (nnU-Net raw layout)")
