@@ -27,7 +27,6 @@ def main() -> int:
 
     import torch
 
-    from napari_unet.core.editing import remove_small_components
     from napari_unet.core.inference import Predictor
     from napari_unet.core.io import read_image
     from napari_unet.core.metrics import dice, lesion_f1
@@ -44,16 +43,17 @@ def main() -> int:
     scores = {name: {"dice": [], "lesion_f1": [], "seconds": 0.0} for name in paths}
     max_abs_diff = 0.0
     for case in cases:
-        image = read_image(case.images[0]).data
+        loaded = read_image(case.images[0])
+        image, image_spacing = loaded.data, loaded.geometry.display_spacing
         truth = read_image(case.mask).data > 0.5
         probs = {}
         for name, predictor in paths.items():
             start = time.perf_counter()
             probs[name] = predictor.predict_volume(image, axis=0)
             scores[name]["seconds"] += time.perf_counter() - start
-            mask = (probs[name] >= bundle.threshold).astype(np.uint8)
-            if bundle.min_lesion_voxels:
-                mask = remove_small_components(mask, bundle.min_lesion_voxels)
+            mask = bundle.postprocess(
+                (probs[name] >= bundle.threshold).astype(np.uint8), image_spacing
+            )
             scores[name]["dice"].append(dice(mask > 0, truth))
             scores[name]["lesion_f1"].append(lesion_f1(mask > 0, truth))
         max_abs_diff = max(max_abs_diff, float(np.abs(probs["optimized"] - probs["plain"]).max()))

@@ -193,6 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lesion_fraction=args.lesion_fraction,
         warmup=args.warmup,
         min_lesion_voxels=args.min_lesion_voxels,
+        min_lesion_extent_mm=args.min_lesion_extent_mm,
         precision=args.precision,
         hard_negative_fraction=args.hard_negative_fraction,
         mine_every=args.mine_every,
@@ -649,6 +650,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="post-processing: drop 3D components smaller than this",
+    )
+    p.add_argument(
+        "--min-lesion-extent-mm",
+        type=float,
+        default=0.0,
+        help="post-processing: drop 3D components thinner than this along the axial axis",
     )
     p.add_argument(
         "--precision",

@@ -71,15 +71,24 @@ def main() -> None:
         display = geometry.to_display(image)
         prob = predictor.predict_volume(display, axis=0)
         pred = binarize(prob, bundle)
-        results.append(evaluate_case(f"anatomical_seed{seed}", pred > 0,
-                                     geometry.to_display(truth) > 0, geometry.display_spacing))
+        results.append(
+            evaluate_case(
+                f"anatomical_seed{seed}",
+                pred > 0,
+                geometry.to_display(truth) > 0,
+                geometry.display_spacing,
+            )
+        )
     for r in results:
-        print(f"{r.case:24s} dice {r.dice:.3f}  lesion F1 {r.lesion_f1:.3f}  "
-              f"true {r.truth_ml:.2f} mL  predicted {r.pred_ml:.2f} mL")
+        print(
+            f"{r.case:24s} dice {r.dice:.3f}  lesion F1 {r.lesion_f1:.3f}  "
+            f"true {r.truth_ml:.2f} mL  predicted {r.pred_ml:.2f} mL"
+        )
     summary = summarize(results)
     print(json.dumps(summary, indent=2))
-    (out / "other_brain.json").write_text(json.dumps(
-        {"cases": [r.to_dict() for r in results], "summary": summary}, indent=2))
+    (out / "other_brain.json").write_text(
+        json.dumps({"cases": [r.to_dict() for r in results], "summary": summary}, indent=2)
+    )
 
 
 if __name__ == "__main__":

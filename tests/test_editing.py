@@ -74,3 +74,16 @@ def test_lesion_table_and_slice_areas():
     assert table[0].centroid == pytest.approx((7.0, 7.0, 7.0))
     areas = editing.slice_areas_mm2(mask, 0, (2.0, 1.0, 0.5))
     assert areas[7] == pytest.approx(9 * 0.5) and areas[0] == 0
+
+
+def test_remove_thin_components_by_axial_extent_in_mm():
+    mask = np.zeros((20, 30, 30), np.uint8)
+    mask[2:4, 5:15, 5:15] = 1  # two slices thick: a slice-wise false positive
+    mask[8:16, 18:24, 18:24] = 1  # eight slices: a lesion
+    out = editing.remove_thin_components(mask, 5.0, (1.0, 1.0, 1.0))
+    assert not out[2:4].any() and out[8:16, 18:24, 18:24].all()
+    # at 3 mm slices the thin blob spans 6 mm and stays
+    assert editing.remove_thin_components(mask, 5.0, (3.0, 1.0, 1.0))[2:4].sum() == 200
+    both = editing.model_postprocess(mask, min_voxels=250, min_extent_mm=0.0)
+    assert both.sum() == 8 * 36  # the 200-voxel blob is below 250 voxels
+    np.testing.assert_array_equal(editing.model_postprocess(mask[5], 10**6, 99.0), mask[5])

@@ -352,6 +352,8 @@ class SegmentationWidget(Container):
         predictor = self._predictor()
         session = self.session(source)
         session.min_lesion_voxels = predictor.bundle.min_lesion_voxels
+        session.min_lesion_extent_mm = predictor.bundle.min_lesion_extent_mm
+        session.spacing = tuple(float(s) for s in source.scale[-3:])
         data = self.input_data(source, predictor)
 
         def work():

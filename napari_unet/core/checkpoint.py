@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -47,10 +48,19 @@ class ModelBundle:
     version_id: str
     threshold: float = 0.5
     min_lesion_voxels: int = 0  # post-processing: drop smaller 3D components
+    min_lesion_extent_mm: float = 0.0  # post-processing: drop thinner 3D components (axial)
     click_channels: int = 0  # trailing input channels that encode clicks (click-guided models)
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+
+    def postprocess(self, mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+        """The model's declared clean-up of a whole-volume mask (display order)."""
+        from .editing import model_postprocess
+
+        return model_postprocess(
+            mask, self.min_lesion_voxels, self.min_lesion_extent_mm, tuple(spacing)
+        )
 
     @property
     def image_channels(self) -> int:
@@ -67,6 +77,7 @@ class ModelBundle:
             "threshold": self.threshold,
             "min_lesion_voxels": self.min_lesion_voxels,
             "click_channels": self.click_channels,
+            "min_lesion_extent_mm": self.min_lesion_extent_mm,
             "provenance": self.provenance,
             "metrics": self.metrics,
             "weights_sha256": weights_sha256,
@@ -226,6 +237,7 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         threshold=float(meta.get("threshold", 0.5)),
         min_lesion_voxels=int(meta.get("min_lesion_voxels", 0)),
         click_channels=int(meta.get("click_channels", 0)),
+        min_lesion_extent_mm=float(meta.get("min_lesion_extent_mm", 0.0)),
         provenance=dict(meta.get("provenance", {})),
         metrics=dict(meta.get("metrics", {})),
         path=path,

@@ -26,7 +26,7 @@ def run_demo(output: Path, device: str = "auto") -> int:
     image = read_image(SAMPLE_T1)
     truth = read_image(SAMPLE_LESION).data > 0.5
     prob = predictor.predict_volume(image.data, axis=0)
-    mask = binarize(prob, bundle)
+    mask = binarize(prob, bundle, spacing=image.geometry.display_spacing)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = output / stamp
     mask_path = write_labels_nifti(mask, image.geometry, run_dir / "sample_t1_lesion.nii.gz")

@@ -254,6 +254,7 @@ def finetune(
         new_version_id(),
         base_bundle.threshold,
         min_lesion_voxels=base_bundle.min_lesion_voxels,
+        min_lesion_extent_mm=base_bundle.min_lesion_extent_mm,
         click_channels=base_bundle.click_channels,
         provenance={"parent": base_id, "finetune": asdict(config)},
     )

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import ModelBundle
-from .editing import remove_small_components
 from .inference import Predictor, Progress
 from .io import LoadedImage, case_name, read_image, write_labels_nifti, write_probability_nifti
 from .metrics import lesion_count, volume_ml
@@ -27,12 +26,15 @@ class SegmentationResult:
     lesions: int
 
 
-def binarize(prob: np.ndarray, bundle: ModelBundle, threshold: float | None = None) -> np.ndarray:
-    """Threshold, then drop components smaller than the model's declared minimum."""
+def binarize(
+    prob: np.ndarray,
+    bundle: ModelBundle,
+    threshold: float | None = None,
+    spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
+) -> np.ndarray:
+    """Threshold, then apply the model's declared post-processing (small/thin components)."""
     mask = (prob >= (bundle.threshold if threshold is None else threshold)).astype(np.uint8)
-    if bundle.min_lesion_voxels > 0:
-        mask = remove_small_components(mask, bundle.min_lesion_voxels)
-    return mask
+    return bundle.postprocess(mask, spacing)
 
 
 def segment_image(
@@ -57,9 +59,9 @@ def segment_file(
 ) -> SegmentationResult:
     """Read, segment along the axial display axis, and write ``<name>_lesion.nii.gz``."""
     bundle: ModelBundle = predictor.bundle
-    image = read_image(source, volume=volume, all_volumes=bundle.config.in_channels > 1)
+    image = read_image(source, volume=volume, all_volumes=bundle.image_channels > 1)
     prob = segment_image(predictor, image, 0, progress)
-    mask = binarize(prob, bundle, threshold)
+    mask = binarize(prob, bundle, threshold, image.geometry.display_spacing)
     name = case_name(source)
     output_dir = Path(output_dir)
     mask_path = write_labels_nifti(

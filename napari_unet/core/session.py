@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .editing import remove_small_components
+from .editing import model_postprocess
 
 Region = tuple[slice, slice, slice]
 
@@ -22,6 +22,8 @@ class SegmentationSession:
     shape: tuple[int, int, int]
     threshold: float = 0.5
     min_lesion_voxels: int = 0  # the model's post-processing, applied to whole-volume results
+    min_lesion_extent_mm: float = 0.0  # likewise: drop components thinner than this (axial)
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     probability: np.ndarray = field(init=False)
     computed: np.ndarray = field(init=False)  # bool: the network ran on this voxel
     manual: np.ndarray = field(init=False)  # bool: the user set this voxel by hand
@@ -73,8 +75,10 @@ class SegmentationSession:
     def derive(self, probability: np.ndarray) -> np.ndarray:
         """The mask these probabilities give (pure: safe to call from a worker thread)."""
         derived = (probability >= self.threshold).astype(np.uint8)
-        if self.min_lesion_voxels and derived.ndim == 3 and derived.shape == self.shape:
-            derived = remove_small_components(derived, self.min_lesion_voxels)
+        if derived.ndim == 3 and derived.shape == self.shape:  # whole volumes only
+            derived = model_postprocess(
+                derived, self.min_lesion_voxels, self.min_lesion_extent_mm, self.spacing
+            )
         return derived
 
     def _derive(

@@ -45,6 +45,7 @@ def with_click_channels(bundle: ModelBundle, extra: int = CLICK_CHANNELS) -> Mod
         new_version_id(),
         bundle.threshold,
         min_lesion_voxels=bundle.min_lesion_voxels,
+        min_lesion_extent_mm=bundle.min_lesion_extent_mm,
         click_channels=extra,
         provenance={"expanded_from": bundle.version_id},
     )

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..checkpoint import ModelBundle, new_version_id, save_checkpoint
 from ..click_eval import validate_clicks
 from ..device import select_device
-from ..editing import remove_small_components
+from ..editing import model_postprocess
 from ..inference import Predictor, drain
 from ..metrics import dice, lesion_f1
 from ..normalization import NormalizationSpec
@@ -52,6 +52,7 @@ class TrainConfig:
     device: str = "auto"
     threshold: float = 0.5
     min_lesion_voxels: int = 0
+    min_lesion_extent_mm: float = 0.0
     precision: str = "auto"  # bf16 autocast where the hardware runs it natively
     hard_negative_fraction: float = 0.0  # share of patches centred on mined false positives
     mine_every: int = 250  # steps between hard-negative mining rounds
@@ -136,6 +137,7 @@ def validate(
     threshold: float,
     device: str = "auto",
     min_lesion_voxels: int = 0,
+    min_lesion_extent_mm: float = 0.0,
 ) -> dict[str, float]:
     """3D Dice and lesion F1 over validation volumes, predicted slice by slice (axial)."""
     predictor = Predictor(bundle, device=device, batch_size=16)
@@ -147,8 +149,12 @@ def validate(
             identity = _identity_stats(image.shape[0])
         prob = drain(predictor.iter_predict_volume(image, axis=0, stats=identity))
         pred = prob >= threshold
-        if min_lesion_voxels:
-            pred = remove_small_components(pred.astype(np.uint8), min_lesion_voxels) > 0
+        pred = (
+            model_postprocess(
+                pred.astype(np.uint8), min_lesion_voxels, min_lesion_extent_mm, volume.spacing
+            )
+            > 0
+        )
         dices.append(dice(pred, volume.mask))
         f1s.append(lesion_f1(pred, volume.mask))
     return {
@@ -309,7 +315,12 @@ def train(
                 click_channels=config.click_channels,
             )
             scores = validate(
-                bundle, val_volumes, config.threshold, config.device, config.min_lesion_voxels
+                bundle,
+                val_volumes,
+                config.threshold,
+                config.device,
+                config.min_lesion_voxels,
+                config.min_lesion_extent_mm,
             )
             if config.click_channels:  # a click model is chosen by how it answers clicks
                 scores.update(validate_clicks(bundle, val_volumes, config.device))
@@ -328,6 +339,7 @@ def train(
                     version_id,
                     config.threshold,
                     min_lesion_voxels=config.min_lesion_voxels,
+                    min_lesion_extent_mm=config.min_lesion_extent_mm,
                     click_channels=config.click_channels,
                     provenance={
                         **(provenance or {}),

@@ -1,0 +1,85 @@
+"""Choose a model's post-processing on *training* cases, never on the validation set.
+
+Predicts ``--cases`` training volumes once, then scores every combination of minimum
+component size (voxels) and minimum axial extent (mm) by mean Dice, and writes a copy
+of the checkpoint whose sidecar declares the best combination::
+
+    python scripts/tune_postprocess.py --model runs/lesion_t1_v2/best.safetensors \\
+        --data runs/synth_v2 --cases 16 --output runs/lesion_t1_v2/tuned.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+
+import numpy as np
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--cases", type=int, default=16, help="training cases to tune on")
+    parser.add_argument("--output", required=True, help="the tuned checkpoint (.safetensors)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    from napari_unet.core.checkpoint import load_checkpoint, new_version_id, save_checkpoint
+    from napari_unet.core.editing import model_postprocess
+    from napari_unet.core.inference import Predictor
+    from napari_unet.core.io import read_image
+    from napari_unet.core.metrics import dice, lesion_f1
+    from napari_unet.core.training.datasets import find_cases
+
+    torch.set_num_threads(args.threads)
+    bundle = load_checkpoint(args.model)
+    predictor = Predictor(bundle, batch_size=16)
+    cases = [c for c in find_cases(args.data) if c.split == "train"][: args.cases]
+    predicted = []
+    for done, case in enumerate(cases, start=1):
+        image = read_image(case.images[0])
+        truth = read_image(case.mask).data > 0.5
+        mask = (predictor.predict_volume(image.data, axis=0) >= bundle.threshold).astype(np.uint8)
+        predicted.append((mask, truth, image.geometry.display_spacing))
+        sys.stdout.write(f"predicted {done}/{len(cases)} {case.case}\n")
+    grid = itertools.product((0, 30, 100), (0.0, 3.0, 5.0, 7.0, 9.0))
+    results = []
+    for min_voxels, min_extent in grid:
+        dices, f1s = [], []
+        for mask, truth, spacing in predicted:
+            cleaned = model_postprocess(mask, min_voxels, min_extent, spacing) > 0
+            dices.append(dice(cleaned, truth))
+            f1s.append(lesion_f1(cleaned, truth))
+        results.append((float(np.mean(dices)), float(np.mean(f1s)), min_voxels, min_extent))
+        sys.stdout.write(
+            f"min voxels {min_voxels:4d}  min extent {min_extent:4.1f} mm  "
+            f"Dice {results[-1][0]:.4f}  lesion F1 {results[-1][1]:.4f}\n"
+        )
+    best_dice, best_f1, min_voxels, min_extent = max(results)
+    bundle.min_lesion_voxels = int(min_voxels)
+    bundle.min_lesion_extent_mm = float(min_extent)
+    bundle.provenance = {
+        **bundle.provenance,
+        "postprocess_tuned_from": bundle.version_id,
+        "postprocess_tuning": {
+            "training_cases": [c.case for c in cases],
+            "train_dice": best_dice,
+            "train_lesion_f1": best_f1,
+        },
+    }
+    bundle.version_id = new_version_id()
+    save_checkpoint(bundle, args.output)
+    sys.stdout.write(
+        json.dumps({"min_lesion_voxels": min_voxels, "min_lesion_extent_mm": min_extent}) + "\n"
+        f"wrote {args.output} ({bundle.version_id})\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
