@@ -58,6 +58,23 @@ def main(out_dir: str) -> None:
     widget.queue_panel.queue_button.clicked.emit()
     settle(1.0)
     viewer.screenshot(str(out / "review_and_queue.png"), canvas_only=False)
+
+    # point-and-click on a slice the automatic model has not touched
+    from napari_unet.core.click_maps import first_click
+
+    for title in ("Correct", "Review", "Queue"):
+        widget.sections[title].collapse(animate=False)
+    widget.sections["Click"].expand(animate=False)
+    labels = viewer.layers["T1 sample brain lesion"]
+    labels.data[z] = 0
+    labels.refresh()
+    points = widget.click_panel.start()
+    row, col, _ = first_click(truth[z] > 0)
+    points.add([z, row, col])
+    viewer.camera.zoom = 2.5
+    viewer.layers.selection.active = points
+    settle(1.0)
+    viewer.screenshot(str(out / "clicks.png"), canvas_only=False)
     viewer.close()
 
 

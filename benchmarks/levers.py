@@ -1,0 +1,102 @@
+"""Measure each inference lever on its own, so only the ones that win are kept.
+
+Times the default model's forward pass on a batch of MNI-sized axial slices
+(16 x 240 x 208, the padded 233 x 197 slice) for every combination tried::
+
+    python benchmarks/levers.py --json docs/levers.json
+
+Levers: memory format (NCHW vs channels-last), precision (fp32 vs bf16 autocast),
+TorchScript trace + freeze (oneDNN fusion), torch.compile (inductor), batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", help="write the table here")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    args = parser.parse_args()
+
+    import torch
+
+    from napari_unet.core.fusion import fold_batchnorm
+    from napari_unet.core.models import get_model
+
+    torch.set_num_threads(args.threads)
+    bundle = get_model(None)
+    base = fold_batchnorm(bundle.model).eval()
+
+    def measure(model, batch: int, channels_last: bool, bf16: bool) -> float:
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        x = torch.randn(batch, 1, 240, 208).contiguous(memory_format=fmt)
+        times = []
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            for i in range(args.repeats + 2):
+                start = time.perf_counter()
+                model(x)
+                if i >= 2:
+                    times.append(time.perf_counter() - start)
+        return statistics.median(times) / batch * 1e3  # ms per slice
+
+    rows = []
+
+    def add(name: str, ms: float, note: str = "") -> None:
+        rows.append({"lever": name, "ms_per_slice": ms, "note": note})
+        sys.stdout.write(f"{name:46s} {ms:8.2f} ms/slice  {note}\n")
+
+    import copy
+
+    for channels_last in (False, True):
+        for bf16 in (False, True):
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            model = copy.deepcopy(base).to(memory_format=fmt)
+            layout = "channels-last" if channels_last else "NCHW"
+            name = f"eager, {'bf16' if bf16 else 'fp32'}, {layout}"
+            add(name, measure(model, 16, channels_last, bf16))
+    model = copy.deepcopy(base).to(memory_format=torch.channels_last)
+    for batch in (1, 4, 8, 32):
+        add(f"eager, bf16, channels-last, batch {batch}", measure(model, batch, True, True))
+    for bf16 in (False, True):
+        x = torch.randn(16, 1, 240, 208).contiguous(memory_format=torch.channels_last)
+        start = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            traced = torch.jit.freeze(torch.jit.trace(copy.deepcopy(model), x))
+        build = time.perf_counter() - start
+        add(
+            f"TorchScript trace+freeze, {'bf16' if bf16 else 'fp32'}, channels-last",
+            measure(traced, 16, True, bf16),
+            f"build {build:.1f} s",
+        )
+    if not args.no_compile:
+        if shutil.which("gcc") or shutil.which("cc"):
+            compiled = torch.compile(copy.deepcopy(model))
+            start = time.perf_counter()
+            try:
+                ms = measure(compiled, 16, True, True)
+                add(
+                    "torch.compile (inductor), bf16, channels-last",
+                    ms,
+                    f"compile+first runs {time.perf_counter() - start:.0f} s",
+                )
+            except Exception as exc:  # noqa: BLE001 - report why the lever is unavailable
+                add("torch.compile (inductor)", float("nan"), f"failed: {type(exc).__name__}")
+        else:
+            add("torch.compile (inductor)", float("nan"), "no C compiler on this machine")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"threads": args.threads, "rows": rows}, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
