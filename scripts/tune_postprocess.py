@@ -1,8 +1,8 @@
 """Choose a model's post-processing on *training* cases, never on the validation set.
 
-Predicts ``--cases`` training volumes once, then scores every combination of minimum
-component size (voxels) and minimum axial extent (mm) by mean Dice, and writes a copy
-of the checkpoint whose sidecar declares the best combination::
+Predicts ``--cases`` training volumes once, then scores every combination of probability
+threshold, minimum component size (voxels) and minimum axial extent (mm) by mean Dice,
+and writes a copy of the checkpoint whose sidecar declares the best combination::
 
     python scripts/tune_postprocess.py --model runs/lesion_t1_v2/best.safetensors \\
         --data runs/synth_v2 --cases 16 --output runs/lesion_t1_v2/tuned.safetensors
@@ -44,23 +44,28 @@ def main() -> int:
     for done, case in enumerate(cases, start=1):
         image = read_image(case.images[0])
         truth = read_image(case.mask).data > 0.5
-        mask = (predictor.predict_volume(image.data, axis=0) >= bundle.threshold).astype(np.uint8)
-        predicted.append((mask, truth, image.geometry.display_spacing))
+        prob = predictor.predict_volume(image.data, axis=0).astype(np.float16)
+        predicted.append((prob, truth, image.geometry.display_spacing))
         sys.stdout.write(f"predicted {done}/{len(cases)} {case.case}\n")
-    grid = itertools.product((0, 30, 100), (0.0, 3.0, 5.0, 7.0, 9.0))
+    grid = itertools.product((0.3, 0.4, 0.5, 0.6), (0, 30, 100), (0.0, 3.0, 5.0, 7.0, 9.0))
     results = []
-    for min_voxels, min_extent in grid:
+    for threshold, min_voxels, min_extent in grid:
         dices, f1s = [], []
-        for mask, truth, spacing in predicted:
+        for prob, truth, spacing in predicted:
+            mask = (prob >= threshold).astype(np.uint8)
             cleaned = model_postprocess(mask, min_voxels, min_extent, spacing) > 0
             dices.append(dice(cleaned, truth))
             f1s.append(lesion_f1(cleaned, truth))
-        results.append((float(np.mean(dices)), float(np.mean(f1s)), min_voxels, min_extent))
+        results.append(
+            (float(np.mean(dices)), float(np.mean(f1s)), threshold, min_voxels, min_extent)
+        )
         sys.stdout.write(
-            f"min voxels {min_voxels:4d}  min extent {min_extent:4.1f} mm  "
+            f"threshold {threshold:.1f}  min voxels {min_voxels:4d}  "
+            f"min extent {min_extent:4.1f} mm  "
             f"Dice {results[-1][0]:.4f}  lesion F1 {results[-1][1]:.4f}\n"
         )
-    best_dice, best_f1, min_voxels, min_extent = max(results)
+    best_dice, best_f1, threshold, min_voxels, min_extent = max(results)
+    bundle.threshold = float(threshold)
     bundle.min_lesion_voxels = int(min_voxels)
     bundle.min_lesion_extent_mm = float(min_extent)
     bundle.provenance = {
@@ -75,7 +80,14 @@ def main() -> int:
     bundle.version_id = new_version_id()
     save_checkpoint(bundle, args.output)
     sys.stdout.write(
-        json.dumps({"min_lesion_voxels": min_voxels, "min_lesion_extent_mm": min_extent}) + "\n"
+        json.dumps(
+            {
+                "threshold": threshold,
+                "min_lesion_voxels": min_voxels,
+                "min_lesion_extent_mm": min_extent,
+            }
+        )
+        + "\n"
         f"wrote {args.output} ({bundle.version_id})\n"
     )
     return 0

@@ -77,6 +77,8 @@ class SegmentationWidget(Container):
         self.models = ModelHolder()
         self.sessions: dict[int, SegmentationSession] = {}
         self._stats_cache: dict[tuple[int, str], list] = {}
+        self._threshold_from: str | None = None  # model whose threshold the slider took
+        self._threshold_moved = False  # has the user moved the slider?
         self.worker = None
 
         self.image = ComboBox(label="image", choices=self._image_layers)
@@ -235,7 +237,15 @@ class SegmentationWidget(Container):
         return str(self.model.value)
 
     def _predictor(self) -> Predictor:
-        return self.models.get(self._model_source(), self.device.value)
+        """The chosen model, loaded once; the threshold slider starts at its tuned value."""
+        predictor = self.models.get(self._model_source(), self.device.value)
+        version = predictor.bundle.version_id
+        if version != self._threshold_from:
+            self._threshold_from = version
+            if not self._threshold_moved:  # the user's own choice always wins
+                self.threshold.value = predictor.bundle.threshold
+                self._threshold_moved = False
+        return predictor
 
     def lesion_layer(self, source: napari.layers.Image) -> napari.layers.Labels:
         name = f"{source.name} lesion"
@@ -417,6 +427,7 @@ class SegmentationWidget(Container):
         self._update_readout()
 
     def _threshold_changed(self, value: float) -> None:
+        self._threshold_moved = True
         source = self.image.value
         if source is None or id(source) not in self.sessions:
             return
