@@ -209,3 +209,14 @@ def test_optimized_path_matches_the_plain_path(rng):
     assert np.abs(a - b).max() < (0.05 if fast.precision == "bf16" else 1e-4)
     agree = ((a >= 0.5) == (b >= 0.5)).mean()
     assert agree > 0.999
+
+
+def test_precision_choice_is_explicit_and_validated():
+    from napari_unet.core.precision import cpu_has_native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16", cpu)
