@@ -374,6 +374,10 @@ def test_clicks_through_the_points_layer_update_labels(viewer_with_widget, qtbot
     assert item.clicks and item.clicks[0]["row"] == int(rows[k])
     widget.click_panel.clear_button.clicked.emit()
     assert not labels.data[z].any() and len(points.data) == 0
+    points = widget.click_panel.start()  # starting again after clear works
+    widget.click_panel.polarity.value = "lesion here (+)"
+    points.add([z, rows[k], cols[k]])
+    assert labels.data[z, rows[k], cols[k]] == 1
 
 
 def test_click_guided_engine_through_the_widget(viewer_with_widget, qtbot):

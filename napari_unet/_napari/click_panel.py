@@ -61,6 +61,8 @@ class ClickPanel(Container):
 
     def _polarity_changed(self, value) -> None:
         if self.layer is not None:
+            # setting the current colour recolours *selected* points: earlier clicks keep theirs
+            self.layer.selected_data = set()
             self.layer.current_face_color = COLOURS[value == POSITIVE]
 
     def engine(self, source) -> ClickEngine | GuidedClickEngine:
@@ -124,6 +126,7 @@ class ClickPanel(Container):
         self._before.clear()
         self.clicks.clear()
         if self.layer is not None:
+            self.layer.selected_data = set()
             with self.layer.events.data.blocker():
                 self.layer.data = np.empty((0, 3))
 

@@ -203,7 +203,7 @@ def _volume_worker(model_source: str | None, real: bool, plain: bool = False) ->
     """Runs in a fresh process: time and peak RSS of one MNI-sized volume."""
     bundle = get_model(model_source)
     options = {"precision": "fp32", "channels_last": False} if plain else {}
-    predictor = Predictor(bundle, device="cpu", batch_size=16, **options)
+    predictor = Predictor(bundle, device="cpu", **options)  # the shipped default batch
     if real:
         volume = mni_head_volume()
     else:
@@ -282,7 +282,7 @@ def bench_monai(report: Report, model_source: str | None, repeats: int) -> None:
         report.add("MONAI comparison", float("nan"), "", "not run: pip install monai")
         return
     bundle = get_model(model_source)
-    ours = Predictor(bundle, device="cpu", batch_size=16)
+    ours = Predictor(bundle, device="cpu")
     rng = np.random.default_rng(0)
     volume = rng.normal(100, 20, MNI_SHAPE).astype(np.float32)
     stats = ours.fit_stats(volume, 3)
@@ -300,7 +300,7 @@ def bench_monai(report: Report, model_source: str | None, repeats: int) -> None:
                     chunk, (256, 256), 16, monai_net, overlap=0.25, mode="gaussian"
                 )
 
-    plain = Predictor(bundle, device="cpu", batch_size=16, precision="fp32", channels_last=False)
+    plain = Predictor(bundle, device="cpu", precision="fp32", channels_last=False)
     ours_s = statistics.median(
         timed(lambda: ours.predict_volume(volume, 0, stats), repeats, warmup=1)
     )
