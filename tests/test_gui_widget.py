@@ -430,8 +430,11 @@ def test_extra_image_layers_as_channels(viewer_with_widget, qtbot, tmp_path, tin
     assert widget.input_data(image, predictor).shape == (2, *image.data.shape)
     widget.slice_button.clicked.emit()
     _wait_idle(qtbot, widget)
-    prob = viewer.layers["T1 sample brain lesion probability"].data
+    prob_layer = viewer.layers["T1 sample brain lesion probability"]
+    prob = prob_layer.data
     assert prob[90].max() > 0 and not prob[89].any()
+    assert prob_layer.metadata["napari_unet_role"] == "probability"  # never restored into
+    assert not any(layer.name.endswith("probability lesion") for layer in viewer.layers)
     wrong = viewer.add_image(np.zeros((10, 10, 10), np.float32), name="other grid")
     widget.extra_channels.value = [wrong]
     with pytest.raises(ValueError, match="not on the grid"):

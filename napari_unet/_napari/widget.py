@@ -24,6 +24,7 @@ from magicgui.widgets import (
 )
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QSizePolicy
 
 from ..core.editing import lesion_table
 from ..core.finetune import warm_up_training
@@ -89,7 +90,7 @@ class SegmentationWidget(Container):
             tooltip="For multi-channel models: other image layers (same grid) given to the "
             "model as channels 2, 3, … in the order the model was trained with",
         )
-        self.extra_channels.native.setMaximumHeight(60)
+        self.extra_channels.max_height = 56  # a short list: most models take one channel
         self.model = ComboBox(
             label="model", choices=[*BUNDLED, WORKSPACE_CHOICE, FILE_CHOICE], value=DEFAULT_MODEL
         )
@@ -128,6 +129,10 @@ class SegmentationWidget(Container):
                 self.slice_readout,
             ]
         )
+        # a list widget expands vertically by default, which spreads the dock apart
+        for widget in (self.extra_channels.native, self.extra_channels.native.parentWidget()):
+            if widget is not None:
+                widget.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.export = ExportPanel(self)
         self.sections = add_sections(
             self,
@@ -268,6 +273,8 @@ class SegmentationWidget(Container):
         layer = getattr(event, "value", None)
         if not isinstance(layer, napari.layers.Image) or META_KEY not in layer.metadata:
             return
+        if layer.metadata.get(ROLE_KEY):  # our own outputs (probabilities) are not scans
+            return
         try:
             if self.queue_panel.restore_autosave(layer, PendingLabels(self, layer)):
                 self._update_readout()
@@ -291,7 +298,7 @@ class SegmentationWidget(Container):
             name=name,
             scale=source.scale,
             translate=source.translate,
-            metadata=dict(source.metadata),
+            metadata={**source.metadata, ROLE_KEY: "probability"},
             colormap="magma",
             contrast_limits=(0, 1),
             opacity=0.4,
