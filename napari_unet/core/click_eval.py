@@ -130,13 +130,13 @@ def validate_clicks(bundle, volumes, device: str = "auto", max_clicks: int = 5) 
     """Quick click-model validation during training: Dice after 1, 3, 5 clicks."""
     from .guided import GuidedClickEngine
     from .inference import Predictor
-    from .normalization import IntensityStats
+    from .normalization import identity_stats
 
     predictor = Predictor(bundle, device=device, batch_size=1)
     curves = []
     for volume in volumes:
         image = volume.image.astype(np.float32)
-        stats = [IntensityStats(-1e9, 1e9, 0.0, 1.0) for _ in range(image.shape[0])]
+        stats = identity_stats(image.shape[0])
         tasks = lesion_slices(volume.mask, per_lesion=1)
         curves += run_engine(
             GuidedClickEngine(predictor, image, stats),

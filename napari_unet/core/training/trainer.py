@@ -25,7 +25,7 @@ from ..device import select_device
 from ..editing import model_postprocess
 from ..inference import Predictor, drain
 from ..metrics import dice, lesion_f1
-from ..normalization import NormalizationSpec
+from ..normalization import NormalizationSpec, identity_stats
 from ..precision import autocast, resolve_precision
 from ..unet import UNet, UNetConfig
 from .click_training import add_simulated_clicks
@@ -146,7 +146,7 @@ def validate(
     for volume in volumes:
         image = volume.image.astype(np.float32)
         if identity is None:  # volumes are already normalized: bypass fitting
-            identity = _identity_stats(image.shape[0])
+            identity = identity_stats(image.shape[0])
         prob = drain(predictor.iter_predict_volume(image, axis=0, stats=identity))
         pred = prob >= threshold
         pred = (
@@ -202,12 +202,6 @@ def mine_hard_negatives(
     bank.hard_negatives = pool
     model.train(was_training)
     return len(pool)
-
-
-def _identity_stats(channels: int):
-    from ..normalization import IntensityStats
-
-    return [IntensityStats(-1e9, 1e9, 0.0, 1.0) for _ in range(channels)]
 
 
 def train(
