@@ -118,3 +118,12 @@ def test_baseline_engine_in_the_simulator_and_noc_summary(sample):
     assert 0.0 < summary["dice@1"] <= 1.0 and 1 <= summary["noc90"] <= 5
     assert clicks_to_reach([0.5, 0.86, 0.91], 0.85, 20) == 2
     assert clicks_to_reach([0.5, 0.6], 0.9, 20) == 20
+
+
+def test_training_first_clicks_are_jittered_but_well_inside():
+    truth = np.zeros((60, 60), bool)
+    truth[10:30, 10:30] = True
+    rng = np.random.default_rng(0)
+    clicks = {first_click(truth, rng)[:2] for _ in range(20)}
+    assert len(clicks) > 1  # not always the centre
+    assert all(14 <= r <= 25 and 14 <= c <= 25 for r, c in clicks)  # >= 5 px from the edge

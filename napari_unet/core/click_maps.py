@@ -77,10 +77,20 @@ def next_click(
 def first_click(
     truth: np.ndarray, rng: np.random.Generator | None = None
 ) -> tuple[int, int, bool] | None:
-    """A positive click at the centre of one lesion component (a random one with ``rng``)."""
+    """A positive click well inside a lesion component.
+
+    Without ``rng``: the centre of the first component (the evaluation's user). With
+    ``rng``: a random component and a random pixel at least half as deep inside it as its
+    centre, so training does not only ever see perfectly centred clicks.
+    """
     labels, count = ndimage.label(truth > 0)
     if count == 0:
         return None
-    k = 1 if rng is None else int(rng.integers(1, count + 1))
-    row, col = centre_of(labels == k)
-    return row, col, True
+    if rng is None:
+        row, col = centre_of(labels == 1)
+        return row, col, True
+    component = labels == int(rng.integers(1, count + 1))
+    distance = ndimage.distance_transform_edt(np.pad(component, 1))[1:-1, 1:-1]
+    rows, cols = np.nonzero(distance >= 0.5 * distance.max())  # never empty: the max is in
+    k = int(rng.integers(len(rows)))
+    return int(rows[k]), int(cols[k]), True

@@ -15,7 +15,7 @@ import torch
 from scipy import ndimage
 
 from ..checkpoint import ModelBundle, new_version_id
-from ..click_maps import CLICK_CHANNELS, centre_of, click_maps, next_click
+from ..click_maps import CLICK_CHANNELS, click_maps, first_click, next_click
 from ..precision import autocast
 from ..unet import UNet, UNetConfig
 
@@ -49,23 +49,6 @@ def with_click_channels(bundle: ModelBundle, extra: int = CLICK_CHANNELS) -> Mod
         click_channels=extra,
         provenance={"expanded_from": bundle.version_id},
     )
-
-
-def _jittered_first_click(
-    truth: np.ndarray, rng: np.random.Generator
-) -> tuple[int, int, bool] | None:
-    """A positive click well inside a random lesion component (not always the exact centre)."""
-    labels, count = ndimage.label(truth)
-    if count == 0:
-        return None
-    component = labels == int(rng.integers(1, count + 1))
-    distance = ndimage.distance_transform_edt(np.pad(component, 1))[1:-1, 1:-1]
-    rows, cols = np.nonzero(distance >= 0.5 * distance.max())
-    if len(rows) == 0:
-        row, col = centre_of(component)
-        return row, col, True
-    k = int(rng.integers(len(rows)))
-    return int(rows[k]), int(cols[k]), True
 
 
 def _background_click(
@@ -105,7 +88,7 @@ def add_simulated_clicks(
         if rng.random() < no_click_fraction:
             continue
         active.append(b)
-        first = _jittered_first_click(truth, rng)
+        first = first_click(truth, rng)
         if first is None or rng.random() < 0.15:  # also: users reject false positives
             negative = _background_click(images[b, 0].numpy(), truth, rng)
             if negative is not None:
