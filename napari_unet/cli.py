@@ -159,10 +159,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not val_cases:  # real datasets without imagesTs: hold out a fixed 10%
         count = max(1, len(train_cases) // 10)
         val_cases, train_cases = train_cases[-count:], train_cases[:-count]
+    image_channels = len(train_cases[0].images)
+    context_slices = args.context_slices
     model_config = UNetConfig.from_dict(
         {
             **DEFAULT_MODEL.to_dict(),
-            "in_channels": len(train_cases[0].images),
+            "in_channels": image_channels * (2 * context_slices + 1),
             "base_width": args.base_width,
         }
     )
@@ -176,6 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             init_from = with_click_channels(init_from)
         model_config = init_from.config
+        context_slices = init_from.context_slices
     elif args.clicks:
         model_config = UNetConfig.from_dict(
             {**model_config.to_dict(), "in_channels": model_config.in_channels + 2}
@@ -198,9 +201,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         hard_negative_fraction=args.hard_negative_fraction,
         mine_every=args.mine_every,
         click_channels=2 if args.clicks else 0,
+        context_slices=context_slices,
     )
     bar = ProgressBar("loading volumes")
-    image_channels = model_config.in_channels - config.click_channels
     train_volumes = load_volumes(
         train_cases, config.normalization, image_channels, lambda d, n: bar.update(d, n)
     )
@@ -675,6 +678,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train a click-guided model (two click channels, simulated users); with --init, "
         "start from that automatic model",
+    )
+    p.add_argument(
+        "--context-slices",
+        type=int,
+        default=0,
+        metavar="K",
+        help="2.5D input: K neighbouring slices on each side as extra channels (default 0; "
+        "with --init, the initial model's value)",
     )
     p.set_defaults(func=cmd_train)
 

@@ -166,13 +166,13 @@ class ModelsPanel(Container):
         registry.close()
         predictors = [Predictor(b, device=self.owner.device.value) for b in (active, other)]
         volume = np.asarray(self.owner.input_data(source, predictors[0]))
-        image = np.asarray(np.take(volume, index, axis=volume.ndim - 3 + axis), np.float32)
 
         def work():
             masks = []
             for predictor in predictors:
                 bundle = predictor.bundle
                 stats = predictor.fit_stats(volume, 3)
+                image = predictor.volume_slab(volume, index, axis).astype(np.float32)
                 masks.append(predictor.predict_slice(image, stats) >= bundle.threshold)
             return masks
 

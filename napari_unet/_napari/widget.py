@@ -338,7 +338,8 @@ class SegmentationWidget(Container):
         predictor = self._predictor()
         self.session(source)
         data = self.input_data(source, predictor)
-        image = np.asarray(np.take(data, index, axis=data.ndim - 3 + axis), dtype=np.float32)
+        # the slice with the neighbours a 2.5D model reads (just the slice otherwise)
+        image = predictor.volume_slab(np.asarray(data), index, axis).astype(np.float32)
         rows, cols = slice(None), slice(None)
         if visible_only:
             rows, cols = visible_box(self.viewer, source, axis)

@@ -50,6 +50,7 @@ class ModelBundle:
     min_lesion_voxels: int = 0  # post-processing: drop smaller 3D components
     min_lesion_extent_mm: float = 0.0  # post-processing: drop thinner 3D components (axial)
     click_channels: int = 0  # trailing input channels that encode clicks (click-guided models)
+    context_slices: int = 0  # 2.5D: neighbours on each side fed with every slice
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
@@ -63,9 +64,14 @@ class ModelBundle:
         )
 
     @property
+    def slab_size(self) -> int:
+        """Slices per image channel in one input: the slice and its neighbours."""
+        return 2 * self.context_slices + 1
+
+    @property
     def image_channels(self) -> int:
-        """Input channels that come from images (the rest encode clicks)."""
-        return self.config.in_channels - self.click_channels
+        """Image channels (layers, modalities) the model needs; clicks and neighbours aside."""
+        return (self.config.in_channels - self.click_channels) // self.slab_size
 
     def sidecar(self, weights_sha256: str) -> dict[str, Any]:
         return {
@@ -77,6 +83,7 @@ class ModelBundle:
             "threshold": self.threshold,
             "min_lesion_voxels": self.min_lesion_voxels,
             "click_channels": self.click_channels,
+            "context_slices": self.context_slices,
             "min_lesion_extent_mm": self.min_lesion_extent_mm,
             "provenance": self.provenance,
             "metrics": self.metrics,
@@ -227,6 +234,13 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         raise CheckpointError(
             f"{path}: the weights do not fit the config in the sidecar: " + "; ".join(detail)
         )
+    context = int(meta.get("context_slices", 0))
+    click_channels = int(meta.get("click_channels", 0))
+    if context < 0 or (config.in_channels - click_channels) % (2 * context + 1):
+        raise CheckpointError(
+            f"{sidecar_path(path)}: {config.in_channels} input channels cannot hold "
+            f"{click_channels} click channel(s) plus slabs of {2 * context + 1} slices"
+        )
     model.load_state_dict(state)
     model.eval()
     return ModelBundle(
@@ -236,7 +250,8 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         version_id=str(meta["version_id"]),
         threshold=float(meta.get("threshold", 0.5)),
         min_lesion_voxels=int(meta.get("min_lesion_voxels", 0)),
-        click_channels=int(meta.get("click_channels", 0)),
+        click_channels=click_channels,
+        context_slices=context,
         min_lesion_extent_mm=float(meta.get("min_lesion_extent_mm", 0.0)),
         provenance=dict(meta.get("provenance", {})),
         metrics=dict(meta.get("metrics", {})),

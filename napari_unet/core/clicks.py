@@ -115,7 +115,7 @@ class ClickEngine:
         computed = self._slice(self.computed, click)
         if computed[rows, cols].all():
             return rows, cols
-        image = np.take(self.volume, click.index, axis=self.volume.ndim - 3 + click.axis)
+        image = self.predictor.volume_slab(self.volume, click.index, click.axis)
         image = image[..., rows, cols]
         prob = self.predictor.predict_slice(np.asarray(image, dtype=np.float32), self.stats)
         region = [slice(None)] * 3

@@ -138,15 +138,30 @@ class EditQueue:
         user: str | None = None,
         clicks: list | None = None,
         intensity_stats: dict | None = None,
+        neighbours: np.ndarray | None = None,
     ) -> QueueItem:
         """Store one corrected slice; returns the committed item.
 
         ``intensity_stats`` are the per-channel normalization statistics of the *whole*
         source volume, so fine-tuning normalizes the slice exactly as inference did.
+        ``neighbours`` (C, 2m+1, H, W), the slice with m neighbours on each side, lets
+        a 2.5D model be fine-tuned on the item with the input it sees at inference.
         """
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[None]
+        if neighbours is not None:
+            neighbours = np.asarray(neighbours)
+            if (
+                neighbours.ndim != 4
+                or neighbours.shape[1] % 2 == 0
+                or neighbours.shape[:1] + neighbours.shape[2:] != image.shape
+            ):
+                raise QueueError(
+                    f"neighbours of shape {neighbours.shape} do not fit the image slice "
+                    f"{image.shape}; expected (C, 2m+1, H, W) (source {source_path}, "
+                    f"slice {slice_index})"
+                )
         mask = np.asarray(mask)
         if split not in SPLITS:
             raise QueueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -169,7 +184,7 @@ class EditQueue:
         mask = mask.astype(np.uint8)
         uid = uuid.uuid4().hex
         array_file = f"{uid}.npz"
-        sha = self._write_arrays(array_file, image, mask, prediction)
+        sha = self._write_arrays(array_file, image, mask, prediction, neighbours)
         try:
             with transaction(self.connection):
                 previous = self.connection.execute(
@@ -219,9 +234,10 @@ class EditQueue:
             raise
         return self.get(item_id)
 
-    def _write_arrays(self, name: str, image, mask, prediction) -> str:
+    def _write_arrays(self, name: str, image, mask, prediction, neighbours=None) -> str:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, image=image, mask=mask, prediction=prediction)
+        extra = {} if neighbours is None else {"neighbours": neighbours}
+        np.savez_compressed(buffer, image=image, mask=mask, prediction=prediction, **extra)
         payload = buffer.getvalue()
         final = self.items_dir / name
         tmp = self.items_dir / f".{name}.tmp"
@@ -323,7 +339,8 @@ class EditQueue:
         if verify and hashlib.sha256(payload).hexdigest() != item.array_sha256:
             raise WorkspaceError(f"{path}: the stored arrays do not match their checksum")
         with np.load(io.BytesIO(payload)) as data:
-            return {key: data[key] for key in ("image", "mask", "prediction")}
+            keys = ("image", "mask", "prediction", "neighbours")
+            return {key: data[key] for key in keys if key in data}
 
     # -- maintenance --------------------------------------------------------------------
     def check_integrity(self) -> list[str]:

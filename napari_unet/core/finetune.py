@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import normalization as norm
 from .checkpoint import ModelBundle, new_version_id
+from .context import volume_slab
 from .device import select_device
 from .edit_queue import EditQueue, QueueError, QueueItem
 from .metrics import lesion_f1
@@ -76,9 +77,13 @@ class FinetuneResult:
 
 
 def item_volume(queue: EditQueue, item: QueueItem, spec: norm.NormalizationSpec) -> Volume:
-    """A queue item as a one-slice training volume, normalized as inference saw it."""
+    """A queue item as a small training volume, normalized as inference saw it.
+
+    The volume holds the slice's stored neighbours (or just the slice, for items
+    queued without them); only the queued slice has a mask and is trained on.
+    """
     arrays = queue.arrays(item)
-    image = arrays["image"].astype(np.float32)
+    image = arrays.get("neighbours", arrays["image"][:, None]).astype(np.float32)
     stored = item.intensity_stats
     channels = []
     for index, channel in enumerate(image):
@@ -87,10 +92,11 @@ def item_volume(queue: EditQueue, item: QueueItem, spec: norm.NormalizationSpec)
         else:  # queued for a model with another normalization: fall back to the slice
             stats = norm.fit(channel, spec)
         channels.append(norm.apply(channel, stats, spec))
-    normalized = np.stack(channels)[:, None].astype(np.float16)
-    return Volume(
-        f"item{item.id}", normalized, arrays["mask"][None].astype(np.uint8), tuple(item.spacing)
-    )
+    normalized = np.stack(channels).astype(np.float16)
+    centre = normalized.shape[1] // 2
+    mask = np.zeros(normalized.shape[1:], dtype=np.uint8)
+    mask[centre] = arrays["mask"]
+    return Volume(f"item{item.id}", normalized, mask, tuple(item.spacing), (centre,))
 
 
 def evaluate_items(bundle: ModelBundle, volumes: list[Volume], device: str = "auto") -> dict:
@@ -100,7 +106,9 @@ def evaluate_items(bundle: ModelBundle, volumes: list[Volume], device: str = "au
     f1s, errors = [], []
     with torch.inference_mode():
         for volume in volumes:
-            image = torch.from_numpy(volume.image[:, 0].astype(np.float32))[None]
+            centre = (volume.train_slices or (0,))[0]
+            slab = volume_slab(volume.image, centre, bundle.context_slices)
+            image = torch.from_numpy(slab.astype(np.float32))[None]
             if bundle.click_channels:  # judged as an automatic model: empty click maps
                 empty = torch.zeros(1, bundle.click_channels, *image.shape[-2:])
                 image = torch.cat([image, empty], dim=1)
@@ -111,7 +119,7 @@ def evaluate_items(bundle: ModelBundle, volumes: list[Volume], device: str = "au
                 model(padded.to(next(model.parameters()).device))
             )
             pred = prob[0, :height, :width].cpu().numpy() >= bundle.threshold
-            truth = volume.mask[0] > 0
+            truth = volume.mask[centre] > 0
             intersections += int((pred & truth).sum())
             totals += int(pred.sum() + truth.sum())
             f1s.append(lesion_f1(pred, truth))
@@ -196,8 +204,9 @@ def finetune(
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
         yield TrainEvent(start, config.steps, float("nan"), message=f"resumed at step {start}")
-    bank = SliceBank(train_volumes)
-    replay_bank = SliceBank(replay) if replay else None
+    context = base_bundle.context_slices
+    bank = SliceBank(train_volumes, context)
+    replay_bank = SliceBank(replay, context) if replay else None
     running = None
     world, rank = _world()
     if config.shards % world:
@@ -256,6 +265,7 @@ def finetune(
         min_lesion_voxels=base_bundle.min_lesion_voxels,
         min_lesion_extent_mm=base_bundle.min_lesion_extent_mm,
         click_channels=base_bundle.click_channels,
+        context_slices=base_bundle.context_slices,
         provenance={"parent": base_id, "finetune": asdict(config)},
     )
     base_metrics = evaluate_items(base_bundle, val_volumes, "cpu") if val_volumes else {}

@@ -49,8 +49,8 @@ class GuidedClickEngine:
         self.added.pop((axis, index), None)
 
     def _image_slice(self, click: Click) -> np.ndarray:
-        spatial_axis = self.volume.ndim - 3 + click.axis
-        return np.asarray(np.take(self.volume, click.index, axis=spatial_axis), np.float32)
+        """The clicked slice as model input (with its neighbours for a 2.5D model)."""
+        return self.predictor.volume_slab(self.volume, click.index, click.axis).astype(np.float32)
 
     def object_probability(self, click: Click) -> tuple[np.ndarray, tuple[slice, slice]]:
         """The network's probability on the patch around ``click``, given the slice's clicks."""

@@ -17,6 +17,7 @@ import torch
 
 from . import normalization as norm
 from .checkpoint import ModelBundle
+from .context import expand_per_channel, repeat_slab, volume_slab
 from .device import select_device
 from .fusion import fold_batchnorm
 from .precision import autocast, resolve_precision
@@ -92,11 +93,28 @@ class Predictor:
         return [norm.fit(channel, self.bundle.normalization) for channel in image]
 
     def normalize(self, image: np.ndarray, stats: list[norm.IntensityStats]) -> np.ndarray:
-        """Normalize a channels-first image; a click-guided model gets empty click maps."""
+        """Normalize a model input (image channels x neighbours, H, W); add empty click maps."""
         spec = self.bundle.normalization
+        if len(image) == len(stats) * self.bundle.slab_size:
+            stats = expand_per_channel(stats, self.bundle.context_slices)
         channels = [norm.apply(ch, st, spec) for ch, st in zip(image, stats, strict=True)]
         channels += [np.zeros_like(channels[0])] * self.bundle.click_channels
         return np.stack(channels)
+
+    def slab(self, image: np.ndarray) -> np.ndarray:
+        """A 2D image (C, H, W) as model input: a 2.5D model gets it as its own neighbours.
+
+        An input that already holds the neighbours (C x (2k+1) channels) is returned as is.
+        """
+        if self.bundle.context_slices and len(image) == self.bundle.image_channels:
+            return repeat_slab(image, self.bundle.context_slices)
+        return image
+
+    def volume_slab(self, volume: np.ndarray, index: int, axis: int = 0) -> np.ndarray:
+        """The input of slice ``index`` along ``axis`` of a (Z, Y, X) or (C, Z, Y, X) volume."""
+        volume = as_channels_first(volume, self.bundle.image_channels, 3)
+        moved = np.moveaxis(volume, axis + 1, 1)
+        return volume_slab(moved, index, self.bundle.context_slices)
 
     # -- forward ----------------------------------------------------------------------
     @torch.inference_mode()
@@ -168,12 +186,18 @@ class Predictor:
     ) -> np.ndarray:
         """Lesion probability (H, W) for one 2D image, (H, W) or (C, H, W).
 
+        A 2.5D model takes the slice with its neighbours (see :meth:`volume_slab`); a
+        lone 2D image serves as its own neighbours.
         ``click_maps`` (click-guided models only) fills the click channels; without it
         they are empty and the model answers as an automatic one.
         """
-        image = as_channels_first(image, self.bundle.image_channels, 2)
-        stats = stats or self.fit_stats(image, 2)
-        normalized = self.normalize(image, stats)
+        if image.ndim == 3 and len(image) == self.bundle.image_channels * self.bundle.slab_size:
+            centres = image[self.bundle.context_slices :: self.bundle.slab_size]
+            stats = stats or self.fit_stats(centres, 2)
+        else:
+            image = as_channels_first(image, self.bundle.image_channels, 2)
+            stats = stats or self.fit_stats(image, 2)
+        normalized = self.normalize(self.slab(image), stats)
         if click_maps is not None:
             if not self.bundle.click_channels:
                 raise ValueError(
@@ -207,7 +231,8 @@ class Predictor:
         yield Progress(0, total, "starting")
         for start in range(0, total, chunk_slices):
             ids = slice_ids[start : start + chunk_slices]
-            chunk = np.stack([self.normalize(moved[:, i], stats) for i in ids])
+            context = self.bundle.context_slices
+            chunk = np.stack([self.normalize(volume_slab(moved, i, context), stats) for i in ids])
             gen = self.iter_predict_stack(chunk, plan)
             while True:
                 try:

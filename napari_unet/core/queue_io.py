@@ -11,12 +11,14 @@ import nibabel as nib
 import numpy as np
 
 from . import normalization as norm
+from .context import neighbour_indices
 from .edit_queue import EditQueue, QueueError, QueueItem, file_sha256
 from .io import LoadedImage
 from .io.writers import atomic_write
 from .normalization import NormalizationSpec
 
 AXIS_ALIASES = {"0": 0, "1": 1, "2": 2}
+QUEUED_NEIGHBOURS = 2  # slices stored on each side of a queued slice, for 2.5D models
 
 
 def resolve_axis(axis: str | int, image: LoadedImage) -> int:
@@ -54,6 +56,8 @@ def queue_slices(
     normalization: NormalizationSpec | None = None,
 ) -> list[QueueItem]:
     """Queue one item per slice (default: every slice with lesion voxels).
+
+    Each item keeps its slice's two neighbours on either side, for 2.5D models.
 
     The whole volume's normalization statistics are stored with each item, so a
     fine-tune sees each slice exactly as inference on the volume did.
@@ -100,9 +104,18 @@ def queue_slices(
                 note=note,
                 clicks=(clicks or {}).get(index),
                 intensity_stats=stats,
+                neighbours=_neighbours(data, axis, index),
             )
         )
     return items
+
+
+def _neighbours(data: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """(C, 2m+1, H, W): the slice and its neighbours along ``axis``, edges repeated."""
+    picked = np.take(
+        data, neighbour_indices(index, data.shape[axis + 1], QUEUED_NEIGHBOURS), axis + 1
+    )
+    return np.moveaxis(picked, axis + 1, 1)
 
 
 def _slab(array2d: np.ndarray, axis: int) -> np.ndarray:

@@ -47,6 +47,7 @@ def with_click_channels(bundle: ModelBundle, extra: int = CLICK_CHANNELS) -> Mod
         min_lesion_voxels=bundle.min_lesion_voxels,
         min_lesion_extent_mm=bundle.min_lesion_extent_mm,
         click_channels=extra,
+        context_slices=bundle.context_slices,
         provenance={"expanded_from": bundle.version_id},
     )
 

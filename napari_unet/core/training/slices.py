@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from .. import normalization as norm
+from ..context import volume_slab
 from ..io import check_same_grid, read_channels, read_image
 from .datasets import CasePaths
 
@@ -21,12 +23,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Volume:
-    """One normalized case in display order: image (C, Z, Y, X) float16, mask (Z, Y, X) uint8."""
+    """One normalized case in display order: image (C, Z, Y, X) float16, mask (Z, Y, X) uint8.
+
+    A queued slice is a volume of its neighbours with one ``train_slices`` entry.
+    """
 
     case: str
     image: np.ndarray
     mask: np.ndarray
     spacing: tuple[float, float, float]
+    train_slices: tuple[int, ...] | None = None  # slices with a known mask (default: all)
 
 
 def load_volume(paths: CasePaths, spec: norm.NormalizationSpec, in_channels: int) -> Volume:
@@ -46,33 +52,55 @@ def load_volume(paths: CasePaths, spec: norm.NormalizationSpec, in_channels: int
 
 
 class SliceBank:
-    """All axial slices of the training volumes, with lesion pixels indexed for sampling."""
+    """All axial slices of the training volumes, with lesion pixels indexed for sampling.
 
-    def __init__(self, volumes: list[Volume]) -> None:
+    ``context_slices`` > 0 makes every sample a 2.5D slab: the slice and its
+    neighbours as channels (:mod:`napari_unet.core.context`).
+    """
+
+    def __init__(self, volumes: list[Volume], context_slices: int = 0) -> None:
         if not volumes:
             raise ValueError("no training volumes")
-        self.images: list[np.ndarray] = []  # (C, Y, X) float16
+        self.volumes = volumes
+        self.context_slices = int(context_slices)
+        self.slices: list[tuple[int, int]] = []  # (volume, z)
         self.masks: list[np.ndarray] = []
         self.lesion_pixels: list[tuple[int, int, int]] = []  # (slice, y, x), subsampled
+        self.lesion_components: list[np.ndarray] = []  # indices into lesion_pixels, per lesion
         self.hard_negatives: list[tuple[int, int, int]] = []  # false-positive pixels, mined
-        for volume in volumes:
+        for v, volume in enumerate(volumes):
             background = volume.image[0].min()
-            for z in range(volume.image.shape[1]):
-                image = volume.image[:, z]
-                if float(image[0].max()) <= float(background) + 1e-3:
+            labels, _ = ndimage.label(volume.mask)
+            by_component: dict[int, list[int]] = {}
+            for z in volume.train_slices or range(volume.image.shape[1]):
+                if float(volume.image[0, z].max()) <= float(background) + 1e-3:
                     continue  # empty slice outside the head
-                index = len(self.images)
-                self.images.append(image)
+                index = len(self.slices)
+                self.slices.append((v, z))
                 self.masks.append(volume.mask[z])
                 ys, xs = np.nonzero(volume.mask[z])
-                step = max(1, len(ys) // 50)
-                self.lesion_pixels += [
-                    (index, int(y), int(x)) for y, x in zip(ys[::step], xs[::step], strict=True)
-                ]
-        log.info("%d slices, %d lesion sample points", len(self.images), len(self.lesion_pixels))
+                ids = labels[z, ys, xs]
+                for component in np.unique(ids):  # up to 50 points per lesion and slice
+                    inside = np.flatnonzero(ids == component)
+                    inside = inside[:: max(1, len(inside) // 50)]
+                    members = by_component.setdefault(int(component), [])
+                    members += range(len(self.lesion_pixels), len(self.lesion_pixels) + len(inside))
+                    self.lesion_pixels += [(index, int(ys[i]), int(xs[i])) for i in inside]
+            self.lesion_components += [np.asarray(p) for p in by_component.values()]
+        log.info(
+            "%d slices, %d lesions, %d lesion sample points",
+            len(self.slices),
+            len(self.lesion_components),
+            len(self.lesion_pixels),
+        )
+
+    def slab(self, index: int) -> np.ndarray:
+        """Model input of bank slice ``index``: (C * (2k+1), Y, X) float16."""
+        v, z = self.slices[index]
+        return volume_slab(self.volumes[v].image, z, self.context_slices)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.slices)
 
     def sample(
         self,
@@ -84,7 +112,9 @@ class SliceBank:
     ) -> tuple[np.ndarray, np.ndarray]:
         """A batch of (B, C, P, P) float32 patches and (B, P, P) float32 masks.
 
-        A patch is centred near a lesion with probability ``lesion_fraction``, near a
+        A patch is centred near a lesion with probability ``lesion_fraction`` (half of
+        these pick a lesion uniformly, then a point in it, so small lesions are not
+        outnumbered by the slices of large ones), near a
         mined false positive with ``hard_negative_fraction`` (once some are mined), and
         anywhere in the head otherwise.
         """
@@ -93,6 +123,9 @@ class SliceBank:
             draw = rng.random()
             if self.lesion_pixels and draw < lesion_fraction:
                 pool = self.lesion_pixels
+                if rng.random() < 0.5:  # half the lesion patches: every lesion equally likely,
+                    members = self.lesion_components[rng.integers(len(self.lesion_components))]
+                    pool = [self.lesion_pixels[int(rng.choice(members))]]  # lacunes included
             elif self.hard_negatives and draw < lesion_fraction + hard_negative_fraction:
                 pool = self.hard_negatives
             else:
@@ -103,21 +136,21 @@ class SliceBank:
                 x += int(rng.integers(-patch // 3, patch // 3 + 1))
             else:
                 index, y, x = self.random_position(rng)
-            image, mask = _crop(self.images[index], self.masks[index], y, x, patch)
+            image, mask = _crop(self.slab(index), self.masks[index], y, x, patch)
             images.append(image)
             masks.append(mask)
         return np.stack(images).astype(np.float32), np.stack(masks).astype(np.float32)
 
     def random_position(self, rng: np.random.Generator) -> tuple[int, int, int]:
-        index = int(rng.integers(len(self.images)))
-        _, height, width = self.images[index].shape
+        index = int(rng.integers(len(self.slices)))
+        height, width = self.masks[index].shape
         return index, int(rng.integers(height)), int(rng.integers(width))
 
     def crops_at(
         self, positions: list[tuple[int, int, int]], patch: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Patches and masks centred at (slice, y, x) positions, without augmentation."""
-        pairs = [_crop(self.images[i], self.masks[i], y, x, patch) for i, y, x in positions]
+        pairs = [_crop(self.slab(i), self.masks[i], y, x, patch) for i, y, x in positions]
         return (
             np.stack([p[0] for p in pairs]).astype(np.float32),
             np.stack([p[1] for p in pairs]).astype(np.float32),

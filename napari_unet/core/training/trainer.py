@@ -58,6 +58,7 @@ class TrainConfig:
     mine_every: int = 250  # steps between hard-negative mining rounds
     mine_patches: int = 384  # random patches scored per mining round
     click_channels: int = 0  # >0: a click-guided model trained with simulated clicks
+    context_slices: int = 0  # 2.5D: neighbours on each side given as extra channels
     no_click_fraction: float = 0.25  # click models: patches with no clicks (automatic mode)
     corrective_rounds: int = 3  # click models: most simulated corrective clicks per patch
 
@@ -230,7 +231,7 @@ def train(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    bank = SliceBank(train_volumes)
+    bank = SliceBank(train_volumes, config.context_slices)
     precision = resolve_precision(config.precision, device)
     state_path = run_dir / "last_state.pt"
     history_path = run_dir / "history.json"
@@ -307,6 +308,7 @@ def train(
                 version_id,
                 config.threshold,
                 click_channels=config.click_channels,
+                context_slices=config.context_slices,
             )
             scores = validate(
                 bundle,
@@ -335,6 +337,7 @@ def train(
                     min_lesion_voxels=config.min_lesion_voxels,
                     min_lesion_extent_mm=config.min_lesion_extent_mm,
                     click_channels=config.click_channels,
+                    context_slices=config.context_slices,
                     provenance={
                         **(provenance or {}),
                         "train_config": config.to_dict(),
