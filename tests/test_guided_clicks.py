@@ -127,3 +127,37 @@ def test_training_first_clicks_are_jittered_but_well_inside():
     clicks = {first_click(truth, rng)[:2] for _ in range(20)}
     assert len(clicks) > 1  # not always the centre
     assert all(14 <= r <= 25 and 14 <= c <= 25 for r, c in clicks)  # >= 5 px from the edge
+
+
+class _ScriptedEngine(GuidedClickEngine):
+    """The engine with the network replaced by a script of probability maps."""
+
+    def __init__(self, volume, maps):
+        self.predictor = None
+        self.volume, self.stats, self.patch = volume, None, 64
+        self.clicks, self.added, self.maps = {}, {}, list(maps)
+
+    def object_probability(self, click):
+        return self.maps.pop(0), (slice(0, 64), slice(0, 64))
+
+
+def _disc_map(row, col, radius, shape=(64, 64)):
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    return ((yy - row) ** 2 + (xx - col) ** 2 <= radius**2).astype(np.float32)
+
+
+def test_an_overreacting_network_cannot_undo_earlier_clicks():
+    volume = np.zeros((3, 64, 64), np.float32)
+    nothing = np.zeros((64, 64), np.float32)
+    engine = _ScriptedEngine(volume, [_disc_map(20, 20, 8), nothing, _disc_map(20, 20, 5)])
+    empty = np.zeros((64, 64), np.uint8)
+    first = engine.apply(Click(0, 1, 20, 20, True), empty, 0.5)
+    assert first.sum() == _disc_map(20, 20, 8).sum()  # the network's object
+    # a negative click on the rim; the network drops everything, which disobeys the
+    # positive click: only the pixels nearer to the negative click go
+    second = engine.apply(Click(0, 1, 20, 27, False), first, 0.5)
+    assert second[20, 20] and second[20, 15] and not second[20, 27] and not second[20, 25]
+    assert 0 < second.sum() < first.sum()
+    # an answer that obeys both clicks replaces what the engine drew
+    third = engine.apply(Click(0, 1, 21, 20, True), second, 0.5)
+    assert third.sum() == _disc_map(20, 20, 5).sum() and not third[20, 27]

@@ -229,6 +229,7 @@ def finetune(
                     np.random.default_rng([config.seed, step, shard, 1]),
                     device,
                     "fp32",
+                    centre_channel=base_bundle.context_slices,
                 )
             loss = (
                 dice_ce_loss(trained(x.to(device)), y.to(device), base_bundle.config.num_classes)

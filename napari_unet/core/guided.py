@@ -2,15 +2,23 @@
 
 Each click re-runs the click-guided network on a patch around the click, with
 all of that slice's clicks (inside the patch) encoded as Gaussian maps. The
-clicked object is the part of the network's mask connected to a positive click.
+network's object is the part of its mask connected to a positive click.
 
-How the result meets the existing mask, so that nothing painted by hand is lost
-without the user asking:
+How a click changes the mask:
 
-* inside the patch, what this engine added on earlier clicks is replaced by the
-  new object; everything else (automatic output, brush strokes) is kept;
-* a negative click on a voxel that the engine did not add removes that voxel's
-  connected region (the user said "not lesion" there), as the baseline does.
+* when the network's object obeys every click on the slice (each positive click
+  inside, each negative click outside), it replaces what this engine drew before;
+* otherwise the click edits only near itself, and only in the direction it asks,
+  so a network that overreacts cannot undo earlier corrections: a positive click
+  adds the network's object under it within twice its distance to the mask (where
+  the network sees nothing, the threshold is lowered locally as in the baseline
+  engine); a negative click removes the region under it that the network now
+  rejects. Either way a click decides its own pixel, and never the pixels nearer
+  to a click of the other kind;
+* a negative click on voxels this engine did not draw (automatic output, brush
+  strokes) removes their connected region: the user said "not lesion" there.
+
+Nothing the user painted is removed without a negative click on it.
 """
 
 from __future__ import annotations
@@ -19,10 +27,12 @@ import numpy as np
 from scipy import ndimage
 
 from .click_maps import click_maps
-from .clicks import Click, check_inside, component_at, patch_box
+from .clicks import Click, check_inside, component_at, grow_from_click, patch_box
 from .inference import Predictor
 
 GUIDED_PATCH = 160  # network input around the latest click
+WINDOW_SCALE = 2.0  # a local positive edit reaches this many times the click's gap to the mask
+CLICK_DISC = 1.0  # radius of the disc every click decides by itself
 
 
 class GuidedClickEngine:
@@ -63,6 +73,20 @@ class GuidedClickEngine:
         prob = self.predictor.predict_slice(patch_image, self.stats, click_maps=maps)
         return prob, (rows, cols)
 
+    def _consistent_object(
+        self, found: np.ndarray, key: tuple[int, int], rows: slice, cols: slice
+    ) -> np.ndarray | None:
+        """The network's object (parts connected to positive clicks) if it obeys every click."""
+        clicks = _in_patch(self.clicks[key], rows, cols)
+        labels, _ = ndimage.label(found, structure=np.ones((3, 3)))
+        keep = {int(labels[r, c]) for r, c, positive in clicks if positive} - {0}
+        if not keep:
+            return None
+        candidate = np.isin(labels, list(keep))
+        if all(candidate[r, c] == positive for r, c, positive in clicks):
+            return candidate
+        return None
+
     def apply(self, click: Click, current: np.ndarray, threshold: float) -> np.ndarray:
         """The slice mask after ``click``, given the slice's ``current`` mask."""
         check_inside(click, self.volume.shape[-3:])
@@ -72,22 +96,63 @@ class GuidedClickEngine:
         added = self.added.setdefault(key, np.zeros_like(mask))
         prob, (rows, cols) = self.object_probability(click)
         found = prob >= threshold
-        positives = [
-            (c.row - rows.start, c.col - cols.start)
-            for c in self.clicks[key]
-            if c.positive and rows.start <= c.row < rows.stop and cols.start <= c.col < cols.stop
+        row, col = click.row - rows.start, click.col - cols.start
+        region, region_added = mask[rows, cols], added[rows, cols]  # views: edited in place
+        # a click speaks for the pixels nearer to it than to any click of the other kind
+        others = [
+            (r, c) for r, c, p in _in_patch(self.clicks[key], rows, cols) if p != click.positive
         ]
-        labels, _ = ndimage.label(found, structure=np.ones((3, 3)))
-        keep = {int(labels[r, c]) for r, c in positives} - {0}
-        new_object = np.isin(labels, list(keep)) if keep else np.zeros_like(found)
-        if click.positive and not new_object[click.row - rows.start, click.col - cols.start]:
-            yy, xx = np.ogrid[: found.shape[0], : found.shape[1]]
-            row, col = click.row - rows.start, click.col - cols.start
-            new_object |= (yy - row) ** 2 + (xx - col) ** 2 <= 4  # visible feedback
-        if not click.positive and not added[click.row, click.col]:
-            mask &= ~component_at(mask & ~added, click.row, click.col)
-        region = mask[rows, cols]
-        region &= ~added[rows, cols]
-        region |= new_object
-        added[rows, cols] = new_object
+        own = _nearer_than(region.shape, (row, col), others)
+        candidate = self._consistent_object(found, key, rows, cols)
+        if candidate is not None:
+            region &= ~region_added  # the engine's last object gives way to the new one
+            region |= candidate
+            region_added[...] = candidate
+        elif click.positive:
+            grown = (
+                component_at(found, row, col)
+                if found[row, col]
+                else grow_from_click(prob, row, col, threshold)[0]  # lower it locally
+            )
+            if len(self.clicks[key]) > 1 and region.any():  # a correction: stay near it
+                gap = float(ndimage.distance_transform_edt(~region)[row, col])
+                grown &= _disc(region.shape, row, col, WINDOW_SCALE * gap)
+            grown = (grown & own) | _disc(region.shape, row, col, CLICK_DISC)
+            region |= grown
+            region_added |= grown
+        if not click.positive and region[row, col]:
+            removed = _disc(region.shape, row, col, CLICK_DISC)
+            rejected = region & ~found
+            if rejected[row, col]:
+                removed |= component_at(rejected, row, col)
+            if not region_added[row, col]:  # automatic output or a brush stroke
+                removed |= component_at(region & ~region_added, row, col)
+            removed &= own
+            region &= ~removed
+            region_added &= ~removed
         return mask.astype(np.asarray(current).dtype)
+
+
+def _in_patch(clicks: list[Click], rows: slice, cols: slice) -> list[tuple[int, int, bool]]:
+    return [
+        (c.row - rows.start, c.col - cols.start, c.positive)
+        for c in clicks
+        if rows.start <= c.row < rows.stop and cols.start <= c.col < cols.stop
+    ]
+
+
+def _disc(shape: tuple[int, int], row: int, col: int, radius: float) -> np.ndarray:
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    return (yy - row) ** 2 + (xx - col) ** 2 <= radius**2
+
+
+def _nearer_than(
+    shape: tuple[int, int], point: tuple[int, int], others: list[tuple[int, int]]
+) -> np.ndarray:
+    """Pixels nearer to ``point`` than to every one of ``others`` (all pixels if none)."""
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    mine = (yy - point[0]) ** 2 + (xx - point[1]) ** 2
+    nearer = np.ones(shape, dtype=bool)
+    for r, c in others:
+        nearer &= mine < (yy - r) ** 2 + (xx - c) ** 2
+    return nearer

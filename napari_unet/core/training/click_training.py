@@ -80,8 +80,13 @@ def add_simulated_clicks(
     no_click_fraction: float = 0.25,
     corrective_rounds: int = 3,
     threshold: float = 0.5,
+    centre_channel: int = 0,
 ) -> torch.Tensor:
-    """Images (B, C, P, P) with two click channels appended, from a simulated user."""
+    """Images (B, C, P, P) with two click channels appended, from a simulated user.
+
+    ``centre_channel`` is the channel holding the clicked slice itself (2.5D inputs
+    also hold its neighbours).
+    """
     truths = masks.numpy() > 0.5
     clicks: list[list[tuple[int, int, bool]]] = [[] for _ in range(len(truths))]
     active = []
@@ -91,7 +96,7 @@ def add_simulated_clicks(
         active.append(b)
         first = first_click(truth, rng)
         if first is None or rng.random() < 0.15:  # also: users reject false positives
-            negative = _background_click(images[b, 0].numpy(), truth, rng)
+            negative = _background_click(images[b, centre_channel].numpy(), truth, rng)
             if negative is not None:
                 clicks[b].append(negative)
         if first is not None:

@@ -286,6 +286,7 @@ def train(
                 config.no_click_fraction,
                 config.corrective_rounds,
                 config.threshold,
+                centre_channel=config.context_slices,
             )
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
