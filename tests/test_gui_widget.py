@@ -453,3 +453,35 @@ def test_bundled_model_finds_the_sample_lesion(viewer_with_widget, qtbot):
     true_ml = truth.sum() / 1000
     assert abs(mask.sum() / 1000 - true_ml) <= 0.05 * true_ml  # volume within 5 %
     qtbot.waitUntil(lambda: f"{mask.sum() / 1000:.2f} mL" in widget.readout.value, timeout=5000)
+
+
+def test_current_slice_with_a_25d_model_reads_its_neighbours(
+    viewer_with_widget, qtbot, tmp_path, tiny_bundle
+):
+    """A 2.5D model segments the current slice exactly as it does inside the volume."""
+    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.inference import Predictor
+    from napari_unet.core.unet import UNet, UNetConfig
+
+    viewer, widget = viewer_with_widget
+    image = viewer.layers["T1 sample brain"]
+    config = UNetConfig.from_dict({**tiny_bundle.config.to_dict(), "in_channels": 5})
+    torch.manual_seed(0)
+    model = UNet(config).eval()
+    with torch.no_grad():  # make the neighbours matter a lot
+        model.state_dict()["inc.0.weight"][:, [0, 1, 3, 4]] *= 20
+    bundle = ModelBundle(model, config, tiny_bundle.normalization, "ctx", context_slices=2)
+    path = save_checkpoint(bundle, tmp_path / "ctx.safetensors")
+    widget.image.value = image
+    widget.model.value = "checkpoint file…"
+    widget.model_file.value = path
+    viewer.dims.set_current_step(0, 90)
+    widget.slice_button.clicked.emit()
+    _wait_idle(qtbot, widget)
+    got = viewer.layers["T1 sample brain lesion probability"].data[90]
+    reference = Predictor(bundle)
+    data = np.asarray(image.data, np.float32)
+    expected = reference.predict_volume(data)[90]
+    lone = reference.predict_slice(data[90], reference.fit_stats(data, 3))
+    assert np.abs(got - expected).max() < 0.02
+    assert np.abs(lone - expected).max() > 0.1  # the neighbours do change the answer
