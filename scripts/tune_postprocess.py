@@ -1,7 +1,8 @@
 """Choose a model's post-processing on *training* cases, never on the validation set.
 
 Predicts ``--cases`` training volumes once, then scores every combination of probability
-threshold, minimum component size (voxels) and minimum axial extent (mm) by mean Dice,
+threshold, minimum component size (voxels) and minimum axial extent (mm) by the mean of
+Dice and lesion-wise F1 (the two quality targets; ``--criterion dice`` for Dice alone),
 and writes a copy of the checkpoint whose sidecar declares the best combination::
 
     python scripts/tune_postprocess.py --model runs/lesion_t1_v2/best.safetensors \\
@@ -25,6 +26,7 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=16, help="training cases to tune on")
     parser.add_argument("--output", required=True, help="the tuned checkpoint (.safetensors)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--criterion", choices=("dice+f1", "dice"), default="dice+f1")
     args = parser.parse_args()
 
     import torch
@@ -47,7 +49,9 @@ def main() -> int:
         prob = predictor.predict_volume(image.data, axis=0).astype(np.float16)
         predicted.append((prob, truth, image.geometry.display_spacing))
         sys.stdout.write(f"predicted {done}/{len(cases)} {case.case}\n")
-    grid = itertools.product((0.3, 0.4, 0.5, 0.6), (0, 30, 100), (0.0, 3.0, 5.0, 7.0, 9.0))
+    grid = itertools.product(
+        (0.3, 0.4, 0.5, 0.6, 0.7), (0, 10, 30, 100), (0.0, 2.0, 3.0, 5.0, 7.0, 9.0)
+    )
     results = []
     for threshold, min_voxels, min_extent in grid:
         dices, f1s = [], []
@@ -64,7 +68,11 @@ def main() -> int:
             f"min extent {min_extent:4.1f} mm  "
             f"Dice {results[-1][0]:.4f}  lesion F1 {results[-1][1]:.4f}\n"
         )
-    best_dice, best_f1, threshold, min_voxels, min_extent = max(results)
+
+    def score(result: tuple) -> float:
+        return result[0] if args.criterion == "dice" else (result[0] + result[1]) / 2
+
+    best_dice, best_f1, threshold, min_voxels, min_extent = max(results, key=score)
     bundle.threshold = float(threshold)
     bundle.min_lesion_voxels = int(min_voxels)
     bundle.min_lesion_extent_mm = float(min_extent)
@@ -75,6 +83,7 @@ def main() -> int:
             "training_cases": [c.case for c in cases],
             "train_dice": best_dice,
             "train_lesion_f1": best_f1,
+            "criterion": args.criterion,
         },
     }
     bundle.version_id = new_version_id()

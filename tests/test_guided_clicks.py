@@ -44,8 +44,10 @@ def test_simulated_user_clicks_the_largest_error():
 def test_expanded_model_with_empty_clicks_equals_the_automatic_model():
     auto = get_model(None)
     guided = with_click_channels(auto)
-    assert guided.click_channels == 2 and guided.config.in_channels == 3
-    x = torch.randn(2, 1, 64, 64)
+    channels = auto.config.in_channels
+    assert guided.click_channels == 2 and guided.config.in_channels == channels + 2
+    assert guided.context_slices == auto.context_slices
+    x = torch.randn(2, channels, 64, 64)
     with torch.no_grad():
         expected = auto.model.eval()(x)
         got = guided.model.eval()(torch.cat([x, torch.zeros(2, 2, 64, 64)], 1))

@@ -185,6 +185,8 @@ def test_click_model_is_imported_and_fine_tuned_with_simulated_clicks(tmp_path, 
     config = FinetuneConfig(steps=4, seed=0, device="cpu")
     _, result = _run(finetune(workspace, config, base=clicks_version.version_id))
     candidate = registry.load(result.candidate)
-    assert candidate.click_channels == 2 and candidate.config.in_channels == 3
+    imported = registry.load(clicks_version.version_id)
+    assert candidate.click_channels == 2 and candidate.config == imported.config
+    assert candidate.context_slices == imported.context_slices
     assert registry.get(result.candidate).parent == clicks_version.version_id
     assert candidate.min_lesion_voxels == registry.load(clicks_version.version_id).min_lesion_voxels
