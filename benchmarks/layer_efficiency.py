@@ -31,11 +31,10 @@ def main() -> int:
     from napari_unet.core.benchmark import conv_ceiling_gflops, timed
     from napari_unet.core.inference import Predictor
     from napari_unet.core.models import get_model
-    from napari_unet.core.precision import autocast
 
     torch.set_num_threads(args.threads)
     predictor = Predictor(get_model(args.model), device="cpu")
-    fmt, precision, device = predictor.memory_format, predictor.precision, predictor.device
+    fmt, precision, dtype = predictor.memory_format, predictor.precision, predictor.dtype
     ceiling = conv_ceiling_gflops(predictor, args.repeats)
 
     inputs: dict[str, torch.Tensor] = {}
@@ -50,8 +49,8 @@ def main() -> int:
         )
         for name, module in convs.items()
     ]
-    x = torch.randn(args.batch, predictor.bundle.config.in_channels, 256, 256)
-    with torch.inference_mode(), autocast(precision, device):
+    x = torch.randn(args.batch, predictor.bundle.config.in_channels, 256, 256).to(dtype)
+    with torch.inference_mode():
         predictor.model(x.contiguous(memory_format=fmt))
     for handle in handles:
         handle.remove()
@@ -59,7 +58,7 @@ def main() -> int:
     rows, total_time, total_flops = [], 0.0, 0.0
     for name, conv in convs.items():
         tensor = inputs[name].contiguous(memory_format=fmt)
-        with torch.inference_mode(), autocast(precision, device):
+        with torch.inference_mode():
             out = conv(tensor)
             seconds = statistics.median(timed(lambda c=conv, t=tensor: c(t), args.repeats))
         kernel = conv.weight.shape[2] * conv.weight.shape[3]
@@ -83,9 +82,11 @@ def main() -> int:
         )
     widths = []
     for channels in (8, 12, 16, 24, 32, 48, 64):
-        conv = torch.nn.Conv2d(channels, channels, 3, padding=1).eval().to(memory_format=fmt)
-        tensor = torch.randn(args.batch, channels, 256, 256).contiguous(memory_format=fmt)
-        with torch.inference_mode(), autocast(precision, device):
+        conv = torch.nn.Conv2d(channels, channels, 3, padding=1).eval()
+        conv = conv.to(dtype=dtype, memory_format=fmt)
+        tensor = torch.randn(args.batch, channels, 256, 256).to(dtype)
+        tensor = tensor.contiguous(memory_format=fmt)
+        with torch.inference_mode():
             seconds = statistics.median(timed(lambda c=conv, t=tensor: c(t), args.repeats))
         flops = 2.0 * args.batch * 256 * 256 * 9 * channels * channels
         widths.append(

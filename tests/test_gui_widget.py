@@ -405,6 +405,11 @@ def test_click_guided_engine_through_the_widget(viewer_with_widget, qtbot):
     assert not labels.data[z, 5:9, 5:9].any() and labels.data[z, row, col] == 1
     labels.undo()
     assert labels.data[z, 5:9, 5:9].all()
+    # clicks use the click model's own threshold until the user moves the slider
+    panel = widget.click_panel
+    assert panel.threshold_for(engine) == engine.predictor.bundle.threshold == 0.6
+    widget.threshold.value = 0.45
+    assert panel.threshold_for(engine) == 0.45
 
 
 def test_extra_image_layers_as_channels(viewer_with_widget, qtbot, tmp_path, tiny_bundle):

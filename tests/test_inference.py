@@ -211,6 +211,22 @@ def test_optimized_path_matches_the_plain_path(rng):
     assert agree > 0.999
 
 
+def test_bf16_weights_cast_once_compute_what_bf16_autocast_computes(rng):
+    """The bf16 path casts weights once; its logits equal autocast's, which re-casts per call."""
+    from napari_unet.core.fusion import fold_batchnorm
+    from napari_unet.core.models import get_model
+
+    bundle = get_model(None)
+    predictor = Predictor(bundle, device="cpu", precision="bf16", channels_last=False)
+    assert next(predictor.model.parameters()).dtype == torch.bfloat16
+    assert next(bundle.model.parameters()).dtype == torch.float32  # the bundle is untouched
+    batch = rng.normal(size=(2, bundle.config.in_channels, 64, 80)).astype(np.float32)
+    reference = fold_batchnorm(bundle.model).eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = reference.lesion_probability(reference(torch.from_numpy(batch)).float())
+    np.testing.assert_allclose(predictor._forward(batch), expected.numpy(), atol=1e-6)
+
+
 def test_precision_choice_is_explicit_and_validated():
     from napari_unet.core.precision import cpu_has_native_bf16, resolve_precision
 

@@ -83,6 +83,12 @@ class ClickPanel(Container):
             )
         return self.engines[key]
 
+    def threshold_for(self, engine: ClickEngine | GuidedClickEngine) -> float:
+        """The slider's value once the user has moved it; else the engine's model's own."""
+        if self.owner._threshold_moved:
+            return float(self.owner.threshold.value)
+        return float(engine.predictor.bundle.threshold)
+
     def _on_points(self, event) -> None:
         if str(getattr(event, "action", "added")) not in ("added", "ActionType.ADDED"):
             return
@@ -106,7 +112,8 @@ class ClickPanel(Container):
         region[axis] = index
         current = np.asarray(labels.data[tuple(region)])
         self._before.setdefault((axis, index), current.copy())
-        new = self.engine(source).apply(click, current, self.owner.threshold.value)
+        engine = self.engine(source)
+        new = engine.apply(click, current, self.threshold_for(engine))
         apply_undoable(labels, new.astype(labels.data.dtype), tuple(region))
         self.clicks.append(click)
         self.owner._update_readout()

@@ -24,7 +24,7 @@ import torch
 from .checkpoint import ModelBundle
 from .inference import Predictor
 from .models import get_model, resolve_model_path
-from .precision import autocast, cpu_has_native_bf16
+from .precision import cpu_has_native_bf16
 from .unet import UNet, UNetConfig
 
 MNI_SHAPE = (189, 233, 197)  # axial display order (S, P, L) of a 197x233x189 MNI volume
@@ -113,7 +113,7 @@ def conv_flops(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
     ]
     with torch.inference_mode():
-        model(torch.zeros(shape))
+        model(torch.zeros(shape, dtype=next(model.parameters()).dtype))
     for handle in handles:
         handle.remove()
     return total
@@ -122,10 +122,11 @@ def conv_flops(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
 def conv_ceiling_gflops(predictor: Predictor, repeats: int = 5) -> float:
     """This machine's practical ceiling: a large 3x3 convolution through the same backend,
     in the same precision and memory layout as the predictor's forward pass."""
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval().to(memory_format=predictor.memory_format)
-    x = torch.randn(4, 64, 128, 128).contiguous(memory_format=predictor.memory_format)
+    fmt, dtype = predictor.memory_format, predictor.dtype
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval().to(dtype=dtype, memory_format=fmt)
+    x = torch.randn(4, 64, 128, 128).to(dtype).contiguous(memory_format=fmt)
     flops = 2.0 * 4 * 64 * 128 * 128 * 9 * 64
-    with torch.inference_mode(), autocast(predictor.precision, predictor.device):
+    with torch.inference_mode():
         times = timed(lambda: conv(x), repeats)
     return flops / statistics.median(times) / 1e9
 
@@ -164,10 +165,9 @@ def bench_slice(report: Report, bundle: ModelBundle, repeats: int) -> None:
         report.add(f"conv ceiling 64->64 3x3, 4x128x128 [{path}]", ceiling, "GFLOP/s")
         # batch 1 is the interactive slice; a batch of 8 is how whole volumes run
         for batch in (1, predictor.batch_size):
-            x = torch.randn(batch, bundle.config.in_channels, 256, 256).contiguous(
-                memory_format=predictor.memory_format
-            )
-            with torch.inference_mode(), autocast(predictor.precision, predictor.device):
+            x = torch.randn(batch, bundle.config.in_channels, 256, 256)
+            x = x.to(predictor.dtype).contiguous(memory_format=predictor.memory_format)
+            with torch.inference_mode():
                 forward = statistics.median(timed(lambda m=model, x=x: m(x), repeats))
             achieved = batch * flops / forward / 1e9
             report.add(
