@@ -6,7 +6,9 @@ python scripts/make_screenshots.py docs/images``.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,7 +55,8 @@ def main(out_dir: str) -> None:
         widget.sections[title].expand(animate=False)
     widget.review.uncertainty_button.clicked.emit()
     settle(1.0)
-    widget.queue_panel.workspace.value = out / ".screenshot_workspace"
+    workspace = Path(tempfile.mkdtemp(prefix="napari-unet-screenshots-"))
+    widget.queue_panel.workspace.value = workspace
     widget.queue_panel.span.value = 2
     widget.queue_panel.queue_button.clicked.emit()
     settle(1.0)
@@ -76,6 +79,7 @@ def main(out_dir: str) -> None:
     settle(1.0)
     viewer.screenshot(str(out / "clicks.png"), canvas_only=False)
     viewer.close()
+    shutil.rmtree(workspace, ignore_errors=True)  # the demo queue is not worth keeping
 
 
 if __name__ == "__main__":
