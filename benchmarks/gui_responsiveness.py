@@ -16,9 +16,13 @@ Run under a display (Xvfb is fine)::
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -68,6 +72,11 @@ def main() -> None:
     )
     parser.add_argument("--only-finetune", action="store_true", help="skip slice/click/volume")
     args = parser.parse_args()
+
+    # a scratch user-data folder: never read or write the user's workspace and autosaves
+    scratch = tempfile.mkdtemp(prefix="napari-unet-scratch-")
+    atexit.register(shutil.rmtree, scratch, True)
+    os.environ["XDG_DATA_HOME"] = os.environ["XDG_CONFIG_HOME"] = scratch
 
     import napari
     import torch
@@ -174,8 +183,6 @@ def main() -> None:
     volume_gap, volume_seconds = float("nan"), float("nan")
     if not args.only_finetune:
         volume_gap, volume_seconds = longest_gap(widget.volume_button.clicked.emit)
-
-    import tempfile
 
     with tempfile.TemporaryDirectory() as workspace:
         widget.queue_panel.workspace.value = workspace

@@ -6,6 +6,8 @@ python scripts/make_screenshots.py docs/images``.
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
 import sys
 import tempfile
@@ -16,6 +18,11 @@ import numpy as np
 
 
 def main(out_dir: str) -> None:
+    # a scratch user-data folder: never read or write the user's workspace and autosaves
+    scratch = tempfile.mkdtemp(prefix="napari-unet-scratch-")
+    atexit.register(shutil.rmtree, scratch, True)
+    os.environ["XDG_DATA_HOME"] = os.environ["XDG_CONFIG_HOME"] = scratch
+
     import napari
     from qtpy.QtWidgets import QApplication
 
@@ -55,8 +62,6 @@ def main(out_dir: str) -> None:
         widget.sections[title].expand(animate=False)
     widget.review.uncertainty_button.clicked.emit()
     settle(1.0)
-    workspace = Path(tempfile.mkdtemp(prefix="napari-unet-screenshots-"))
-    widget.queue_panel.workspace.value = workspace
     widget.queue_panel.span.value = 2
     widget.queue_panel.queue_button.clicked.emit()
     settle(1.0)
@@ -79,7 +84,6 @@ def main(out_dir: str) -> None:
     settle(1.0)
     viewer.screenshot(str(out / "clicks.png"), canvas_only=False)
     viewer.close()
-    shutil.rmtree(workspace, ignore_errors=True)  # the demo queue is not worth keeping
 
 
 if __name__ == "__main__":
