@@ -24,10 +24,15 @@ def tiny_checkpoint(tiny_bundle, tmp_path):
 
 @pytest.fixture
 def viewer_with_widget(make_napari_viewer):
+    from superqt.utils import WorkerBase
+
     viewer = make_napari_viewer()
     viewer.open_sample("napari-unet", "stroke_t1")
     _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Lesion segmentation")
-    return viewer, widget
+    yield viewer, widget
+    # as napari does when the app quits: no worker (e.g. an autosave) outlives the viewer
+    widget.queue_panel._timer.stop()
+    WorkerBase.await_workers(msecs=30_000)
 
 
 def _wait_idle(qtbot, widget, timeout=60_000):
@@ -439,6 +444,9 @@ def test_extra_image_layers_as_channels(viewer_with_widget, qtbot, tmp_path, tin
     prob = prob_layer.data
     assert prob[90].max() > 0 and not prob[89].any()
     assert prob_layer.metadata["napari_unet_role"] == "probability"  # never restored into
+    widget.extra_channels.reset_choices()
+    assert prob_layer not in widget.extra_channels.choices  # not offered as a scan channel
+    assert second in widget.extra_channels.choices
     assert not any(layer.name.endswith("probability lesion") for layer in viewer.layers)
     wrong = viewer.add_image(np.zeros((10, 10, 10), np.float32), name="other grid")
     widget.extra_channels.value = [wrong]

@@ -192,7 +192,12 @@ class SegmentationWidget(Container):
 
     # -- layers -----------------------------------------------------------------------
     def _image_layers(self, _widget=None) -> list:
-        return [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
+        """Scans to segment or use as channels: image layers, not our probability maps."""
+        return [
+            layer
+            for layer in self.viewer.layers
+            if isinstance(layer, napari.layers.Image) and not layer.metadata.get(ROLE_KEY)
+        ]
 
     def _source(self) -> napari.layers.Image:
         layer = self.image.value
