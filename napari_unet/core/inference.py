@@ -17,7 +17,7 @@ import torch
 
 from . import normalization as norm
 from .checkpoint import ModelBundle
-from .context import expand_per_channel, repeat_slab, volume_slab
+from .context import expand_per_channel, neighbour_indices, repeat_slab, volume_slab
 from .device import select_device
 from .fusion import fold_batchnorm
 from .precision import resolve_precision
@@ -234,9 +234,7 @@ class Predictor:
         yield Progress(0, total, "starting")
         for start in range(0, total, chunk_slices):
             ids = slice_ids[start : start + chunk_slices]
-            context = self.bundle.context_slices
-            chunk = np.stack([self.normalize(volume_slab(moved, i, context), stats) for i in ids])
-            gen = self.iter_predict_stack(chunk, plan)
+            gen = self.iter_predict_stack(self._chunk_inputs(moved, ids, stats), plan)
             while True:
                 try:
                     event = next(gen)
@@ -247,6 +245,36 @@ class Predictor:
             result[ids] = probs
             done += len(ids)
         return np.moveaxis(result, 0, axis)
+
+    def _chunk_inputs(
+        self, moved: np.ndarray, ids: list[int], stats: list[norm.IntensityStats]
+    ) -> np.ndarray:
+        """Normalized inputs (N, channels, H, W) of slices ``ids`` of a (C, S, H, W) volume.
+
+        Each slice a chunk needs (its own and its neighbours') is normalized once.
+        """
+        context = self.bundle.context_slices
+        windows = [neighbour_indices(i, moved.shape[1], context) for i in ids]
+        needed = sorted({j for window in windows for j in window})
+        position = {j: p for p, j in enumerate(needed)}
+        spec = self.bundle.normalization
+        block = np.stack(
+            [norm.apply(ch, st, spec) for ch, st in zip(moved[:, needed], stats, strict=True)]
+        )  # (C, len(needed), H, W)
+        height, width = moved.shape[2:]
+        chunk = np.zeros(
+            (
+                len(ids),
+                block.shape[0] * (2 * context + 1) + self.bundle.click_channels,
+                height,
+                width,
+            ),
+            dtype=np.float32,
+        )  # trailing click channels stay empty
+        for n, window in enumerate(windows):
+            slab = block[:, [position[j] for j in window]].reshape(-1, height, width)
+            chunk[n, : len(slab)] = slab
+        return chunk
 
     def predict_volume_slices(
         self, volume: np.ndarray, indices: list[int], stats=None, axis: int = 0
