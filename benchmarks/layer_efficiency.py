@@ -33,7 +33,8 @@ def main() -> int:
     from napari_unet.core.models import get_model
 
     torch.set_num_threads(args.threads)
-    predictor = Predictor(get_model(args.model), device="cpu")
+    # unfused, so each convolution is a module to time on its own
+    predictor = Predictor(get_model(args.model), device="cpu", fused=False)
     fmt, precision, dtype = predictor.memory_format, predictor.precision, predictor.dtype
     ceiling = conv_ceiling_gflops(predictor, args.repeats)
 

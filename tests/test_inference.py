@@ -217,7 +217,8 @@ def test_bf16_weights_cast_once_compute_what_bf16_autocast_computes(rng):
     from napari_unet.core.models import get_model
 
     bundle = get_model(None)
-    predictor = Predictor(bundle, device="cpu", precision="bf16", channels_last=False)
+    # unfused: a fused split convolution rounds differently, which is not what this checks
+    predictor = Predictor(bundle, device="cpu", precision="bf16", channels_last=False, fused=False)
     assert next(predictor.model.parameters()).dtype == torch.bfloat16
     assert next(bundle.model.parameters()).dtype == torch.float32  # the bundle is untouched
     batch = rng.normal(size=(2, bundle.config.in_channels, 64, 80)).astype(np.float32)

@@ -174,7 +174,7 @@ def evaluate_click_engines(
     from .guided import GuidedClickEngine
     from .inference import Predictor
 
-    auto = Predictor(auto_bundle, device=device, batch_size=16)
+    auto = Predictor(auto_bundle, device=device)
     guided = Predictor(click_bundle, device=device, batch_size=1)
     curves: dict[str, list[list[float]]] = {"baseline": [], "guided": []}
     zero_click: dict[str, list[float]] = {"automatic": [], "guided, no clicks": []}

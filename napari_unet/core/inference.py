@@ -19,7 +19,7 @@ from . import normalization as norm
 from .checkpoint import ModelBundle
 from .context import expand_per_channel, neighbour_indices, repeat_slab, volume_slab
 from .device import select_device
-from .fusion import fold_batchnorm
+from .fusion import fold_batchnorm, fuse_conv_relu, fused_relu_supported
 from .precision import resolve_precision
 from .tiling import Stitcher, TilePlan, plan_tiles
 
@@ -62,15 +62,19 @@ class Predictor:
         self,
         bundle: ModelBundle,
         device: str | torch.device = "auto",
-        batch_size: int = 8,
+        batch_size: int = 4,
         max_tile: int = 512,
         skip_constant: bool = True,
         precision: str = "auto",
         channels_last: bool = True,
+        fused: bool = True,
     ) -> None:
         self.bundle = bundle
         self.config = bundle.config
         self.device = select_device(device)
+        # 4 slices a batch: on a 2-core AVX2 CPU batches of 2-4 reach 76 % of the conv
+        # ceiling and 8 only 61 % (its full-resolution maps spill out of cache); on an
+        # AVX512-BF16 CPU 4 is within 2 % of the best (docs/performance.md).
         self.batch_size = max(1, int(batch_size))
         self.max_tile = int(max_tile)
         # Eval-mode BatchNorm folded into its convolution: same outputs, less work.
@@ -85,6 +89,13 @@ class Predictor:
         if model is bundle.model:  # never change the caller's module in place
             model = copy.deepcopy(model)
         self.model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
+        # Each ReLU runs inside its convolution (a oneDNN post-op) where that op works for
+        # this device and dtype: one memory pass fewer per layer (see core/fusion.py).
+        self.fused = bool(
+            fused and fused_relu_supported(self.device, self.dtype, self.memory_format)
+        )
+        if self.fused:
+            fuse_conv_relu(self.model)
         self._lock = threading.Lock()  # one forward pass at a time per model
         self.skip_constant = skip_constant
         self._constant_cache: dict[tuple, np.ndarray] = {}

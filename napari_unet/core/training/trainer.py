@@ -141,7 +141,7 @@ def validate(
     min_lesion_extent_mm: float = 0.0,
 ) -> dict[str, float]:
     """3D Dice and lesion F1 over validation volumes, predicted slice by slice (axial)."""
-    predictor = Predictor(bundle, device=device, batch_size=16)
+    predictor = Predictor(bundle, device=device)
     dices, f1s = [], []
     identity = None
     for volume in volumes:
