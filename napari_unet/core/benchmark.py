@@ -137,35 +137,42 @@ def conv_ceiling_gflops(predictor: Predictor, repeats: int = 5) -> float:
 
 
 def forward_vs_ceiling(
-    predictor: Predictor, flops_per_slice: float, batch: int, rounds: int = 15
-) -> tuple[float, float, float]:
-    """Median achieved GFLOP/s, ceiling GFLOP/s and their ratio (%), measured interleaved.
+    cases: list[tuple[Predictor, int]], flops_per_slice: float, rounds: int = 25
+) -> list[tuple[float, float, float]]:
+    """Median achieved GFLOP/s, ceiling GFLOP/s and ratio (%) of each (predictor, batch).
 
-    A shared machine's speed drifts by tens of percent over seconds, so each round times
-    the ceiling convolution and then the forward pass, and the ratio is the median of the
-    rounds' ratios: both sides of every ratio ran under the same conditions.
+    A shared machine's speed drifts by tens of percent over seconds, so the cases are
+    measured round-robin: each round times, for every case, the ceiling convolution in
+    that case's precision and layout and then its forward pass. A ratio is the median of
+    the rounds' ratios, so both sides of it, and every case, ran under the same conditions.
     """
-    ceiling_run, ceiling_flops = _ceiling_conv(predictor)
-    x = torch.randn(batch, predictor.config.in_channels, 256, 256).to(predictor.dtype)
-    x = x.contiguous(memory_format=predictor.memory_format)
-    passes = max(1, 8 // batch)  # about as long as the ceiling convolution
+    setups = []
+    for predictor, batch in cases:
+        ceiling_run, ceiling_flops = _ceiling_conv(predictor)
+        x = torch.randn(batch, predictor.config.in_channels, 256, 256).to(predictor.dtype)
+        x = x.contiguous(memory_format=predictor.memory_format)
+        passes = max(1, 8 // batch)  # about as long as the ceiling convolution
 
-    def forward():
-        for _ in range(passes):
-            predictor.model(x)
+        def forward(model=predictor.model, x=x, passes=passes):
+            for _ in range(passes):
+                model(x)
 
-    achieved, ceilings, ratios = [], [], []
+        setups.append((ceiling_run, ceiling_flops, forward, passes, batch))
+    samples: list[list[tuple[float, float, float]]] = [[] for _ in cases]
     with torch.inference_mode():
-        timed(ceiling_run, 0, warmup=2)
-        timed(forward, 0, warmup=2)
+        for ceiling_run, _, forward, _, _ in setups:
+            timed(ceiling_run, 0, warmup=2)
+            timed(forward, 0, warmup=2)
         for _ in range(rounds):
-            ceiling = ceiling_flops / timed(ceiling_run, 1, warmup=0)[0] / 1e9
-            forward_s = timed(forward, 1, warmup=0)[0] / passes
-            gflops = batch * flops_per_slice / forward_s / 1e9
-            achieved.append(gflops)
-            ceilings.append(ceiling)
-            ratios.append(gflops / ceiling * 100)
-    return statistics.median(achieved), statistics.median(ceilings), statistics.median(ratios)
+            for index, (ceiling_run, ceiling_flops, forward, passes, batch) in enumerate(setups):
+                ceiling = ceiling_flops / timed(ceiling_run, 1, warmup=0)[0] / 1e9
+                forward_s = timed(forward, 1, warmup=0)[0] / passes
+                achieved = batch * flops_per_slice / forward_s / 1e9
+                samples[index].append((achieved, ceiling, achieved / ceiling * 100))
+    return [
+        tuple(statistics.median(sample[k] for sample in case_samples) for k in range(3))
+        for case_samples in samples
+    ]
 
 
 def _path_name(predictor: Predictor) -> str:
@@ -175,21 +182,36 @@ def _path_name(predictor: Predictor) -> str:
 
 
 def bench_slice(report: Report, bundle: ModelBundle, repeats: int) -> None:
+    """Slice latency and forward/ceiling of the shipped, the unfused and the plain path.
+
+    The paths are measured round-robin (see :func:`forward_vs_ceiling`), so a drift of
+    the machine's speed cannot favour one of them.
+    """
     rng = np.random.default_rng(0)
     image = rng.normal(100, 20, (256, 256)).astype(np.float32)
     flops = conv_flops(bundle.model.eval(), (1, bundle.config.in_channels, 256, 256))
-    for predictor in (
+    predictors = [
         Predictor(bundle, device="cpu"),
         Predictor(bundle, device="cpu", fused=False),
         Predictor(bundle, device="cpu", precision="fp32", channels_last=False, fused=False),
-    ):
+    ]
+    stats = [p.fit_stats(image, 2) for p in predictors]
+    first, latency = [], [[] for _ in predictors]
+    for predictor, st in zip(predictors, stats, strict=True):
+        first.append(timed(lambda p=predictor, st=st: p.predict_slice(image, st), 1, 0)[0])
+    for predictor, st in zip(predictors, stats, strict=True):
+        timed(lambda p=predictor, st=st: p.predict_slice(image, st), 0, warmup=2)
+    for _ in range(2 * repeats):
+        for index, (predictor, st) in enumerate(zip(predictors, stats, strict=True)):
+            latency[index] += timed(
+                lambda p=predictor, st=st: p.predict_slice(image, st) >= bundle.threshold, 1, 0
+            )
+    cases = [(p, batch) for p in predictors for batch in sorted({1, p.batch_size})]
+    ratios = dict(zip(cases, forward_vs_ceiling(cases, flops), strict=True))
+    for index, predictor in enumerate(predictors):
         path = _path_name(predictor)
-        shipped = predictor.fused or predictor.precision != "fp32"
-        stats = predictor.fit_stats(image, 2)
-        start = time.perf_counter()
-        (predictor.predict_slice(image, stats) >= bundle.threshold).sum()
-        first = time.perf_counter() - start
-        times = timed(lambda p=predictor, st=stats: p.predict_slice(image, st) >= 0.5, repeats)
+        shipped = index == 0
+        times = latency[index]
         report.add(
             f"slice 256x256 end to end, median [{path}]",
             statistics.median(times) * 1e3,
@@ -198,16 +220,16 @@ def bench_slice(report: Report, bundle: ModelBundle, repeats: int) -> None:
             "<= 50" if shipped else "",
         )
         report.add(f"slice 256x256, p95 [{path}]", float(np.percentile(times, 95)) * 1e3, "ms")
-        report.add(f"slice 256x256, first call after load [{path}]", first * 1e3, "ms")
+        report.add(f"slice 256x256, first call after load [{path}]", first[index] * 1e3, "ms")
         # batch 1 is the interactive slice; the predictor's batch is how volumes run
         for batch in sorted({1, predictor.batch_size}):
-            achieved, ceiling, ratio = forward_vs_ceiling(predictor, flops, batch)
+            achieved, ceiling, ratio = ratios[(predictor, batch)]
             if batch == 1:
                 report.add(
                     f"conv ceiling 64->64 3x3, 4x128x128 [{path}]",
                     ceiling,
                     "GFLOP/s",
-                    "median of the interleaved rounds",
+                    "median of the round-robin rounds",
                 )
             report.add(
                 f"forward pass achieved, batch {batch} [{path}]",
