@@ -30,8 +30,11 @@ def viewer_with_widget(make_napari_viewer):
     viewer.open_sample("napari-unet", "stroke_t1")
     _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Lesion segmentation")
     yield viewer, widget
+    from napari_unet._napari.qt_helpers import qt_alive
+
     # as napari does when the app quits: no worker (e.g. an autosave) outlives the viewer
-    widget.queue_panel._timer.stop()
+    if qt_alive(widget.queue_panel._timer):  # a test may have closed the dock itself
+        widget.queue_panel._timer.stop()
     WorkerBase.await_workers(msecs=30_000)
 
 
@@ -306,6 +309,25 @@ def test_autosave_restores_edits_after_a_crash(make_napari_viewer, qtbot, tmp_pa
     assert int(restored.data.sum()) == 2 and restored.data[50, 61, 70] == 1
     restored.undo()
     assert int(restored.data.sum()) == 0
+
+
+def test_worker_callbacks_are_dropped_once_the_dock_is_closed(viewer_with_widget):
+    """A worker result arriving after its dock is gone must not touch deleted widgets.
+
+    (CI saw ``QLabel has been deleted`` from the readout worker at a viewer's teardown.)
+    """
+    from qtpy import sip
+
+    from napari_unet._napari.qt_helpers import qt_alive, while_open
+
+    _, widget = viewer_with_widget
+    calls = []
+    late = while_open(widget.native, calls.append)
+    late("open")
+    sip.delete(widget.native)
+    assert not qt_alive(widget.native)
+    assert late("closed") is None
+    assert calls == ["open"]
 
 
 def test_finetune_compare_and_roll_back_from_the_widget(viewer_with_widget, qtbot, tmp_path):

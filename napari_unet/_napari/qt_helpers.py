@@ -33,6 +33,35 @@ class PendingLabels:
         self._widget.lesion_layer(self._source).data_setitem(indices, value)
 
 
+def qt_alive(widget) -> bool:
+    """False once the C++ side of a Qt object is deleted (its dock was closed)."""
+    from qtpy import API_NAME
+
+    if API_NAME.startswith("PySide"):
+        from qtpy import shiboken
+
+        return bool(shiboken.isValid(widget))
+    from qtpy import sip
+
+    return not sip.isdeleted(widget)
+
+
+def while_open(widget, callback):
+    """``callback``, run only while ``widget`` still exists on the Qt side.
+
+    A worker can deliver its result after the dock that started it was closed (or the
+    viewer quit); that result then has nowhere to go and is dropped, instead of raising
+    from a deleted label. Worker errors are not routed through here: they still notify.
+    """
+
+    def guarded(*args):
+        if qt_alive(widget):
+            return callback(*args)
+        return None
+
+    return guarded
+
+
 def single_shot_timer(milliseconds: int, callback, parent):
     """A restartable one-shot timer owned by ``parent`` (it dies with the widget)."""
     from qtpy.QtCore import QTimer

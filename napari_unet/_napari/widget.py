@@ -45,6 +45,7 @@ from .qt_helpers import (
     grow,
     relative,
     single_shot_timer,
+    while_open,
 )
 from .queue_panel import QueuePanel
 from .review_panel import ReviewPanel
@@ -403,9 +404,9 @@ class SegmentationWidget(Container):
 
     def _start(self, work, apply, total: int, description: str) -> None:
         worker = create_worker(work, _progress={"total": total, "desc": description})
-        worker.returned.connect(apply)
+        worker.returned.connect(while_open(self.native, apply))
         worker.errored.connect(lambda exc: show_error(f"napari-unet: {exc}"))
-        worker.finished.connect(self._finished)
+        worker.finished.connect(while_open(self.native, self._finished))
         self.worker = worker
         self._set_running(True)
         worker.start()
@@ -473,7 +474,7 @@ class SegmentationWidget(Container):
             self._update_slice_readout()
 
         worker = create_worker(work)
-        worker.returned.connect(show)
+        worker.returned.connect(while_open(self.native, show))
         worker.errored.connect(lambda exc: show_error(f"napari-unet: {exc}"))
         worker.start()
 
