@@ -5,8 +5,12 @@ Times the default model's forward pass on a batch of MNI-sized axial slices
 
     python benchmarks/levers.py --json docs/levers.json
 
-Levers: memory format (NCHW vs channels-last), precision (fp32 vs bf16 autocast),
-TorchScript trace + freeze (oneDNN fusion), torch.compile (inductor), batch size.
+Levers: memory format (NCHW vs channels-last), precision (fp32 vs bf16 autocast, where the
+CPU has native bf16), the fused graph of core/fusion.py against the unfused one at several
+batch sizes, TorchScript trace + freeze (oneDNN fusion), torch.compile (inductor). Each
+lever is timed in its own block, so on a machine whose speed drifts the table is a guide;
+the fused-vs-unfused comparison that counts is the round-robin one of ``napari-unet
+benchmark``.
 """
 
 from __future__ import annotations
@@ -56,35 +60,63 @@ def main() -> int:
 
     import copy
 
+    from napari_unet.core.inference import Predictor
+    from napari_unet.core.precision import cpu_has_native_bf16
+
+    native_bf16 = cpu_has_native_bf16()
+    precisions = (False, True) if native_bf16 else (False,)
     for channels_last in (False, True):
-        for bf16 in (False, True):
+        for bf16 in precisions:
             fmt = torch.channels_last if channels_last else torch.contiguous_format
             model = copy.deepcopy(base).to(memory_format=fmt)
             layout = "channels-last" if channels_last else "NCHW"
             name = f"eager, {'bf16' if bf16 else 'fp32'}, {layout}"
             add(name, measure(model, 16, channels_last, bf16))
+    if not native_bf16:
+        add("eager, bf16", float("nan"), "not measured: no native bf16 on this CPU")
+    best = "bf16" if native_bf16 else "fp32"
+
+    def measure_predictor(predictor: Predictor, batch: int) -> float:
+        """The shipped graph as Predictor builds it (weights already in its dtype)."""
+        x = torch.randn(batch, 1, 240, 208).to(predictor.dtype)
+        x = x.contiguous(memory_format=predictor.memory_format)
+        times = []
+        with torch.inference_mode():
+            for i in range(args.repeats + 2):
+                start = time.perf_counter()
+                predictor.model(x)
+                if i >= 2:
+                    times.append(time.perf_counter() - start)
+        return statistics.median(times) / batch * 1e3
+
+    for fused in (False, True):
+        predictor = Predictor(bundle, device="cpu", precision=best, fused=fused)
+        label = "fused (conv+ReLU, no skip concat)" if predictor.fused else "unfused"
+        for batch in (1, 2, 4, 8, 16):
+            add(
+                f"{label}, {best}, channels-last, batch {batch}",
+                measure_predictor(predictor, batch),
+            )
     model = copy.deepcopy(base).to(memory_format=torch.channels_last)
-    for batch in (1, 4, 8, 32):
-        add(f"eager, bf16, channels-last, batch {batch}", measure(model, batch, True, True))
-    for bf16 in (False, True):
-        x = torch.randn(16, 1, 240, 208).contiguous(memory_format=torch.channels_last)
-        start = time.perf_counter()
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            traced = torch.jit.freeze(torch.jit.trace(copy.deepcopy(model), x))
-        build = time.perf_counter() - start
-        add(
-            f"TorchScript trace+freeze, {'bf16' if bf16 else 'fp32'}, channels-last",
-            measure(traced, 16, True, bf16),
-            f"build {build:.1f} s",
-        )
+    bf16 = native_bf16
+    x = torch.randn(16, 1, 240, 208).contiguous(memory_format=torch.channels_last)
+    start = time.perf_counter()
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        traced = torch.jit.freeze(torch.jit.trace(copy.deepcopy(model), x))
+    build = time.perf_counter() - start
+    add(
+        f"TorchScript trace+freeze, {best}, channels-last",
+        measure(traced, 16, True, bf16),
+        f"build {build:.1f} s",
+    )
     if not args.no_compile:
         if shutil.which("gcc") or shutil.which("cc"):
             compiled = torch.compile(copy.deepcopy(model))
             start = time.perf_counter()
             try:
-                ms = measure(compiled, 16, True, True)
+                ms = measure(compiled, 16, True, bf16)
                 add(
-                    "torch.compile (inductor), bf16, channels-last",
+                    f"torch.compile (inductor), {best}, channels-last",
                     ms,
                     f"compile+first runs {time.perf_counter() - start:.0f} s",
                 )
