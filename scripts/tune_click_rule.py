@@ -30,25 +30,21 @@ def main() -> int:
     import torch
 
     from napari_unet.core import guided
-    from napari_unet.core.click_eval import clicks_to_reach, lesion_slices, run_engine, summarize
+    from napari_unet.core.click_eval import (
+        clicks_to_reach,
+        load_click_tasks,
+        run_engine,
+        summarize,
+    )
     from napari_unet.core.inference import Predictor
-    from napari_unet.core.io import read_image
     from napari_unet.core.models import get_model
-    from napari_unet.core.training.datasets import find_cases
 
     torch.set_num_threads(args.threads)
     bundle = get_model(args.model)
     predictor = Predictor(bundle, batch_size=1)
-    cases = [c for c in find_cases(args.data) if c.split == "train"][: args.cases]
-    loaded = []
-    for case in cases:
-        image = read_image(case.images[0]).data.astype(np.float32)
-        truth = read_image(case.mask).data > 0.5
-        tasks = lesion_slices(truth, per_lesion=3)
-        if tasks:
-            loaded.append((image, truth, tasks))
+    loaded = load_click_tasks(args.data, "train", args.cases)
     areas = np.array(
-        [int(truth[t.index][t.rows, t.cols].sum()) for _, truth, tasks in loaded for t in tasks]
+        [int(truth[t.index][t.rows, t.cols].sum()) for _, _, truth, tasks in loaded for t in tasks]
     )
     groups = {
         "<50 px": areas < 50,
@@ -63,7 +59,7 @@ def main() -> int:
         for window in (float(w) for w in args.windows.split(",")):
             guided.CLICK_DISC, guided.WINDOW_SCALE = disc, window
             curves = []
-            for image, truth, tasks in loaded:
+            for _, image, truth, tasks in loaded:
                 engine = guided.GuidedClickEngine(predictor, image)
                 curves += run_engine(engine, truth, tasks, 20, bundle.threshold)
             summary = summarize(curves, 20)

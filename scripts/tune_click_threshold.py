@@ -27,31 +27,21 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    import numpy as np
     import torch
 
     from napari_unet.core.checkpoint import load_checkpoint, new_version_id, save_checkpoint
-    from napari_unet.core.click_eval import lesion_slices, run_engine, summarize
+    from napari_unet.core.click_eval import load_click_tasks, run_engine, summarize
     from napari_unet.core.guided import GuidedClickEngine
     from napari_unet.core.inference import Predictor
-    from napari_unet.core.io import read_image
-    from napari_unet.core.training.datasets import find_cases
 
     torch.set_num_threads(args.threads)
     bundle = load_checkpoint(args.model)
     predictor = Predictor(bundle, batch_size=1)
-    cases = [c for c in find_cases(args.data) if c.split == "train"][: args.cases]
-    loaded = []
-    for case in cases:
-        image = read_image(case.images[0]).data.astype(np.float32)
-        truth = read_image(case.mask).data > 0.5
-        tasks = lesion_slices(truth, per_lesion=3)
-        if tasks:
-            loaded.append((image, truth, tasks))
+    loaded = load_click_tasks(args.data, "train", args.cases)
     results = []
     for threshold in (float(t) for t in args.thresholds.split(",")):
         curves = []
-        for image, truth, tasks in loaded:
+        for _, image, truth, tasks in loaded:
             engine = GuidedClickEngine(predictor, image)
             curves += run_engine(engine, truth, tasks, 20, threshold)
         summary = summarize(curves, 20)
@@ -67,7 +57,7 @@ def main() -> int:
         **bundle.provenance,
         "threshold_tuned_from": bundle.version_id,
         "threshold_tuning": {
-            "training_cases": [c.case for c in cases],
+            "training_cases": [name for name, *_ in loaded],
             "tasks": summary["tasks"],
             "train_noc90": noc90,
             "train_noc85": noc85,

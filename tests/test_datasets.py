@@ -77,3 +77,27 @@ def test_unknown_layout_says_what_is_expected(tmp_path):
     (tmp_path / "random").mkdir()
     with pytest.raises(DatasetLayoutError, match="nnU-Net raw dataset"):
         find_cases(tmp_path)
+
+
+def test_click_tuning_tasks_come_from_training_brains_with_lesions(tmp_path, rng):
+    from napari_unet.core.click_eval import load_click_tasks
+
+    lesion = np.zeros((16, 16, 4), np.uint8)
+    lesion[4:10, 5:11, 1:3] = 1  # 36 px per axial section (display order puts the 4 first)
+    for folder in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (tmp_path / folder).mkdir()
+    for case, mask, folder in (("a", lesion, "Tr"), ("b", 0 * lesion, "Tr"), ("v", lesion, "Ts")):
+        write_nifti(
+            tmp_path / f"images{folder}" / f"{case}_0000.nii.gz",
+            rng.random((16, 16, 4), dtype=np.float32),
+            np.eye(4),
+        )
+        write_nifti(tmp_path / f"labels{folder}" / f"{case}.nii.gz", mask, np.eye(4))
+    loaded = load_click_tasks(str(tmp_path), "train")
+    assert [name for name, *_ in loaded] == ["a"]  # "b" has no lesion, "v" is validation
+    name, image, truth, tasks = loaded[0]
+    assert image.dtype == np.float32 and image.shape == truth.shape
+    assert int(truth.sum()) == 72 and len(tasks) == 1  # 2 sections: only the largest
+    assert int(truth[tasks[0].index].sum()) == 36
+    assert [n for n, *_ in load_click_tasks(str(tmp_path), "val")] == ["v"]
+    assert load_click_tasks(str(tmp_path), "train", cases=0) == []

@@ -61,6 +61,28 @@ def lesion_slices(truth: np.ndarray, per_lesion: int = 3, min_area: int = 10) ->
     return tasks
 
 
+def load_click_tasks(
+    data: str, split: str = "train", cases: int | None = None, per_lesion: int = 3
+) -> list[tuple[str, np.ndarray, np.ndarray, list[LesionSlice]]]:
+    """(name, image, truth, tasks) of the first ``cases`` brains of a dataset split with lesions.
+
+    Tuning scripts call this with ``split="train"`` so that a choice made on it never
+    sees the validation brains.
+    """
+    from .io import read_image
+    from .training.datasets import find_cases
+
+    found = [c for c in find_cases(data) if c.split == split][:cases]
+    loaded = []
+    for case in found:
+        image = read_image(case.images[0]).data.astype(np.float32)
+        truth = read_image(case.mask).data > 0.5
+        tasks = lesion_slices(truth, per_lesion=per_lesion)
+        if tasks:
+            loaded.append((case.case, image, truth, tasks))
+    return loaded
+
+
 def simulate_task(
     engine, truth: np.ndarray, task: LesionSlice, max_clicks: int = 20, threshold: float = 0.5
 ) -> list[float]:
