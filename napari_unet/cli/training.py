@@ -1,0 +1,227 @@
+"""``synth`` and ``train``: synthetic data and (continued) training."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from .. import __version__
+from .progress import ProgressBar
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from ..core.synth.dataset import write_synthetic_dataset
+
+    bar = ProgressBar("generating cases")
+    root = write_synthetic_dataset(
+        args.output,
+        args.train,
+        args.val,
+        seed=args.seed,
+        mode=args.mode,
+        workers=args.workers,
+        progress=lambda d, n: bar.update(d, n),
+    )
+    bar.close()
+    print(
+        f"wrote an nnU-Net raw dataset with {args.train} training and {args.val} validation "
+        f"cases to {root}"
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..core.normalization import NormalizationSpec
+    from ..core.training.datasets import find_cases
+    from ..core.training.slices import load_volumes
+    from ..core.training.trainer import DEFAULT_MODEL, TrainConfig, train
+    from ..core.unet import UNetConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = Path(args.data) if args.data else Path(args.output) / "synthetic_data"
+    if not args.data and not (data / "dataset.json").exists():
+        cmd_synth(
+            argparse.Namespace(
+                output=data,
+                train=args.synthetic,
+                val=args.val,
+                seed=args.seed,
+                mode=args.mode,
+                workers=args.workers,
+            )
+        )
+    cases = find_cases(data, modality=args.modality)
+    train_cases = [c for c in cases if c.split == "train"]
+    val_cases = [c for c in cases if c.split == "val"]
+    if not val_cases:  # real datasets without imagesTs: hold out a fixed 10%
+        count = max(1, len(train_cases) // 10)
+        val_cases, train_cases = train_cases[-count:], train_cases[:-count]
+    image_channels = len(train_cases[0].images)
+    context_slices = args.context_slices
+    model_config = UNetConfig.from_dict(
+        {
+            **DEFAULT_MODEL.to_dict(),
+            "in_channels": image_channels * (2 * context_slices + 1),
+            "base_width": args.base_width,
+        }
+    )
+    init_from = None
+    if args.init:
+        from ..core.checkpoint import load_checkpoint
+
+        init_from = load_checkpoint(args.init)
+        if args.clicks and not init_from.click_channels:
+            from ..core.training.click_training import with_click_channels
+
+            init_from = with_click_channels(init_from)
+        model_config = init_from.config
+        context_slices = init_from.context_slices
+    elif args.clicks:
+        model_config = UNetConfig.from_dict(
+            {**model_config.to_dict(), "in_channels": model_config.in_channels + 2}
+        )
+    config = TrainConfig(
+        model=model_config,
+        normalization=NormalizationSpec(),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        patch=args.patch,
+        lr=args.lr,
+        val_every=args.val_every,
+        seed=args.seed,
+        device=args.device,
+        lesion_fraction=args.lesion_fraction,
+        warmup=args.warmup,
+        min_lesion_voxels=args.min_lesion_voxels,
+        min_lesion_extent_mm=args.min_lesion_extent_mm,
+        precision=args.precision,
+        hard_negative_fraction=args.hard_negative_fraction,
+        mine_every=args.mine_every,
+        click_channels=2 if args.clicks else 0,
+        context_slices=context_slices,
+    )
+    bar = ProgressBar("loading volumes")
+    train_volumes = load_volumes(
+        train_cases, config.normalization, image_channels, lambda d, n: bar.update(d, n)
+    )
+    val_volumes = load_volumes(val_cases, config.normalization, image_channels)
+    bar.close()
+    provenance = {
+        "data": str(data),
+        "train_cases": len(train_volumes),
+        "val_cases": [v.case for v in val_volumes],
+        "napari_unet": __version__,
+    }
+    if init_from is not None:
+        provenance["init_from"] = {"path": str(args.init), "version_id": init_from.version_id}
+    bar = ProgressBar("training")
+    generator = train(
+        train_volumes,
+        val_volumes,
+        config,
+        args.output,
+        resume=not args.no_resume,
+        provenance=provenance,
+        init_from=init_from,
+    )
+    while True:
+        try:
+            event = next(generator)
+        except StopIteration as stop:
+            best = stop.value
+            break
+        postfix = f"loss {event.loss:.4f}"
+        if event.val_dice is not None:
+            postfix = (
+                f"val dice {event.val_dice:.4f} f1 {event.val_f1:.4f} "
+                f"(best {event.best_dice:.4f}) {postfix}"
+            )
+        bar.update(event.step, event.total, postfix)
+    bar.close()
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's subcommands."""
+    p = sub.add_parser("synth", help="generate a synthetic stroke dataset (nnU-Net raw layout)")
+    p.add_argument("--output", "-o", required=True)
+    p.add_argument("--train", type=int, default=64, help="training cases")
+    p.add_argument("--val", type=int, default=10, help="validation cases (the fixed split)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--mode",
+        choices=["hypo", "hyper"],
+        default="hypo",
+        help="hypointense (T1, chronic) or hyperintense (DWI/FLAIR look) lesions",
+    )
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train a lesion model (synthetic data or a real dataset)")
+    p.add_argument("--output", "-o", required=True, help="run folder (checkpoints, history)")
+    p.add_argument("--data", help="nnU-Net raw or BIDS-like dataset; default: synthetic")
+    p.add_argument("--modality", default="T1w", help="BIDS suffix of the image (T1w, dwi, ...)")
+    p.add_argument("--synthetic", type=int, default=64, help="synthetic training cases")
+    p.add_argument("--val", type=int, default=10, help="synthetic validation cases")
+    p.add_argument("--mode", choices=["hypo", "hyper"], default="hypo")
+    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--patch", type=int, default=160)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--base-width", type=int, default=12)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--no-resume", action="store_true", help="start over even if a run exists")
+    p.add_argument("--init", help="start from this checkpoint's weights (continued training)")
+    p.add_argument(
+        "--lesion-fraction", type=float, default=0.6, help="share of patches centred near a lesion"
+    )
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    p.add_argument(
+        "--min-lesion-voxels",
+        type=int,
+        default=0,
+        help="post-processing: drop 3D components smaller than this",
+    )
+    p.add_argument(
+        "--min-lesion-extent-mm",
+        type=float,
+        default=0.0,
+        help="post-processing: drop 3D components thinner than this along the axial axis",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="bf16 autocast (auto: where the CPU/GPU runs bf16 natively)",
+    )
+    p.add_argument(
+        "--hard-negative-fraction",
+        type=float,
+        default=0.0,
+        help="share of patches centred on false positives mined from the current model",
+    )
+    p.add_argument("--mine-every", type=int, default=250, help="steps between mining rounds")
+    p.add_argument(
+        "--clicks",
+        action="store_true",
+        help="train a click-guided model (two click channels, simulated users); with --init, "
+        "start from that automatic model",
+    )
+    p.add_argument(
+        "--context-slices",
+        type=int,
+        default=0,
+        metavar="K",
+        help="2.5D input: K neighbouring slices on each side as extra channels (default 0; "
+        "with --init, the initial model's value)",
+    )
+    p.set_defaults(func=cmd_train)
