@@ -85,6 +85,39 @@ def test_guided_session_on_the_sample_converges(sample, click_predictor):
     assert clicks_to_reach(curve, 0.85, 20) <= 5
 
 
+def test_flip_average_is_the_mean_of_the_patch_and_its_mirror(sample, click_predictor):
+    image, truth = sample
+    z = int(np.argmax(truth.sum(axis=(1, 2))))
+    rows, cols = np.nonzero(truth[z])
+    row, col = int(rows.mean()), int(cols.mean())
+    patch = image[z, row - 40 : row + 40, col - 48 : col + 48].astype(np.float32)
+    maps = click_maps(patch.shape, [(40, 48, True)])
+    stats = click_predictor.fit_stats(image, 3)
+    plain = click_predictor.predict_slice(patch, stats, click_maps=maps)
+    mirrored = click_predictor.predict_slice(
+        np.ascontiguousarray(patch[:, ::-1]),
+        stats,
+        click_maps=np.ascontiguousarray(maps[..., ::-1]),
+    )[:, ::-1]
+    averaged = click_predictor.predict_slice(patch, stats, click_maps=maps, flip_average=True)
+    assert averaged.shape == patch.shape
+    np.testing.assert_allclose(averaged, (plain + mirrored) / 2, atol=1e-5)
+    assert np.abs(plain - mirrored).max() > 1e-3  # the network is not mirror-symmetric
+    # the guided engine averages when asked (off by default: see guided.FLIP_AVERAGE)
+    click = Click(0, z, row, col, True)
+    for flip in (True, False):
+        engine = GuidedClickEngine(click_predictor, image, stats, flip_average=flip)
+        engine.clicks[(0, z)] = [click]
+        prob, (r, c) = engine.object_probability(click)
+        local = image[z, r, c].astype(np.float32)
+        local_maps = click_maps(local.shape, [(row - r.start, col - c.start, True)])
+        expected = click_predictor.predict_slice(
+            local, stats, click_maps=local_maps, flip_average=flip
+        )
+        np.testing.assert_allclose(prob, expected, atol=1e-6)
+    assert not GuidedClickEngine(click_predictor, image, stats).flip_average
+
+
 def test_guided_negative_click_and_hand_painted_voxels(sample, click_predictor):
     image, truth = sample
     z = int(np.argmax(truth.sum(axis=(1, 2))))

@@ -197,6 +197,7 @@ class Predictor:
         image: np.ndarray,
         stats: list[norm.IntensityStats] | None = None,
         click_maps: np.ndarray | None = None,
+        flip_average: bool = False,
     ) -> np.ndarray:
         """Lesion probability (H, W) for one 2D image, (H, W) or (C, H, W).
 
@@ -204,6 +205,8 @@ class Predictor:
         lone 2D image serves as its own neighbours.
         ``click_maps`` (click-guided models only) fills the click channels; without it
         they are empty and the model answers as an automatic one.
+        ``flip_average`` also runs the left-right mirror image (in the same batch) and
+        averages the two answers.
         """
         if image.ndim == 3 and len(image) == self.bundle.image_channels * self.bundle.slab_size:
             centres = image[self.bundle.context_slices :: self.bundle.slab_size]
@@ -219,7 +222,11 @@ class Predictor:
                     "use the click-guided model or the baseline click engine"
                 )
             normalized[-self.bundle.click_channels :] = click_maps
-        return drain(self.iter_predict_stack(normalized[None]))[0]
+        if not flip_average:
+            return drain(self.iter_predict_stack(normalized[None]))[0]
+        pair = np.stack([normalized, normalized[..., ::-1]])
+        prob, mirrored = drain(self.iter_predict_stack(pair))
+        return (prob + mirrored[..., ::-1]) / 2
 
     def iter_predict_volume(
         self,
