@@ -1,0 +1,105 @@
+"""Would channel widths that fill this CPU's vector lanes lift forward/ceiling, and at what cost?
+
+AVX2 holds 8 floats, AVX-512 16; the shipped network's 12-channel full-resolution
+layers fill one and a half AVX2 registers. This builds untrained networks of the shipped
+design (same padding, depth 4, batch norm folded, the fused graph) with other channel
+schedules and measures, round-robin against the ceiling convolution as ``napari-unet
+benchmark`` does, the forward/ceiling ratio at batch 1 and 4 and the end-to-end latency
+of a 256x256 slice. Weights do not change the speed, so no training is needed to decide
+whether a schedule is worth training::
+
+    python benchmarks/width_schedules.py --threads 2 --json docs/width_schedules.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+
+SCHEDULES = {
+    "12-24-48-96-192 (shipped)": None,
+    "16-32-64-128-256": (16, 32, 64, 128, 256),
+    "16-24-48-96-192": (16, 24, 48, 96, 192),
+    "16-32-48-96-192": (16, 32, 48, 96, 192),
+    "8-24-48-96-192": (8, 24, 48, 96, 192),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--json", help="write the table here")
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+
+    from napari_unet.core.benchmark import conv_flops, forward_vs_ceiling, timed
+    from napari_unet.core.inference import Predictor
+    from napari_unet.core.models import get_model
+    from napari_unet.core.unet import UNet, UNetConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class ScheduledConfig(UNetConfig):
+        schedule: tuple[int, ...] = ()
+
+        def widths(self) -> list[int]:
+            return list(self.schedule)
+
+    torch.set_num_threads(args.threads)
+    shipped = get_model(None)
+    predictors = {}
+    for name, schedule in SCHEDULES.items():
+        bundle = shipped
+        if schedule is not None:
+            fields = {
+                f.name: getattr(shipped.config, f.name) for f in dataclasses.fields(UNetConfig)
+            }
+            config = ScheduledConfig(**fields, schedule=schedule)
+            torch.manual_seed(0)
+            bundle = dataclasses.replace(shipped, model=UNet(config).eval(), config=config)
+        predictors[name] = Predictor(bundle, device="cpu")
+    flops = {
+        name: conv_flops(p.bundle.model.eval(), (1, 1, 256, 256)) for name, p in predictors.items()
+    }
+    image = np.random.default_rng(0).normal(100, 20, (256, 256)).astype(np.float32)
+    stats = {name: p.fit_stats(image, 2) for name, p in predictors.items()}
+    latency = {name: [] for name in predictors}
+    for name, p in predictors.items():
+        timed(lambda p=p, s=stats[name]: p.predict_slice(image, s), 0, warmup=3)
+    for _ in range(30):
+        for name, p in predictors.items():
+            latency[name] += timed(lambda p=p, s=stats[name]: p.predict_slice(image, s), 1, 0)
+    names = list(predictors)
+    cases = [(predictors[n], batch) for batch in (1, 4) for n in names]
+    # with 1 FLOP per slice the ratios scale linearly to each schedule's own FLOPs
+    ratios = forward_vs_ceiling(cases, 1.0, rounds=args.rounds)
+    rows = {n: {"gflop_per_slice": flops[n] / 1e9} for n in names}
+    for (predictor, batch), (_, ceiling, ratio) in zip(cases, ratios, strict=True):
+        name = next(n for n in names if predictors[n] is predictor)
+        rows[name][f"ratio_batch{batch}_pct"] = ratio * flops[name]
+        rows[name][f"ceiling_batch{batch}_gflops"] = ceiling
+    for name in names:
+        rows[name]["slice_ms_median"] = statistics.median(latency[name]) * 1e3
+    sys.stdout.write(
+        f"{'widths':28s} {'GFLOP':>6s} {'slice ms':>8s} {'fwd/ceil b1':>11s} {'b4':>6s}\n"
+    )
+    for name, row in rows.items():
+        sys.stdout.write(
+            f"{name:28s} {row['gflop_per_slice']:6.2f} {row['slice_ms_median']:8.1f} "
+            f"{row['ratio_batch1_pct']:10.1f}% {row['ratio_batch4_pct']:5.1f}%\n"
+        )
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(
+                {"threads": args.threads, "rounds": args.rounds, "rows": rows}, handle, indent=2
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
