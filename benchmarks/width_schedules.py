@@ -43,23 +43,15 @@ def main() -> int:
     from napari_unet.core.models import get_model
     from napari_unet.core.unet import UNet, UNetConfig
 
-    @dataclasses.dataclass(frozen=True)
-    class ScheduledConfig(UNetConfig):
-        schedule: tuple[int, ...] = ()
-
-        def widths(self) -> list[int]:
-            return list(self.schedule)
-
     torch.set_num_threads(args.threads)
     shipped = get_model(None)
     predictors = {}
     for name, schedule in SCHEDULES.items():
         bundle = shipped
         if schedule is not None:
-            fields = {
-                f.name: getattr(shipped.config, f.name) for f in dataclasses.fields(UNetConfig)
-            }
-            config = ScheduledConfig(**fields, schedule=schedule)
+            config = UNetConfig.from_dict(
+                {**shipped.config.to_dict(), "base_width": schedule[0], "level_widths": schedule}
+            )
             torch.manual_seed(0)
             bundle = dataclasses.replace(shipped, model=UNet(config).eval(), config=config)
         predictors[name] = Predictor(bundle, device="cpu")

@@ -235,3 +235,19 @@ def test_main_job_runs_headless_without_a_display(tmp_path):
         nib.load(written[0]).shape
         == nib.load(Path(__file__).parents[1] / "napari_unet" / "data" / "sample_t1.nii.gz").shape
     )
+
+
+def test_train_refuses_widths_that_do_not_fit_the_depth(tmp_path, capsys):
+    for folder in ("imagesTr", "labelsTr"):
+        (tmp_path / folder).mkdir()
+    image, mask = np.ones((16, 16, 4), np.float32), np.zeros((16, 16, 4), np.uint8)
+    write_nifti(tmp_path / "imagesTr" / "a_0000.nii.gz", image, np.eye(4))
+    write_nifti(tmp_path / "labelsTr" / "a.nii.gz", mask, np.eye(4))
+    args = ["train", "--data", str(tmp_path), "--output", str(tmp_path / "run"), "--steps", "1"]
+    assert main(args) == 2  # one case: nothing left to train on once one is held out
+    assert "needs at least 2 cases" in capsys.readouterr().err
+    write_nifti(tmp_path / "imagesTr" / "b_0000.nii.gz", image, np.eye(4))
+    write_nifti(tmp_path / "labelsTr" / "b.nii.gz", mask, np.eye(4))
+    assert main([*args, "--widths", "16,24"]) == 2
+    assert "level_widths needs depth + 1 = 5 entries, got 2" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "best.safetensors").exists()

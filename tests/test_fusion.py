@@ -50,8 +50,16 @@ def test_the_fused_ops_run_on_this_cpu():
         UNetConfig(num_classes=1, base_width=12, depth=4, padding="same", norm="batch"),
         UNetConfig(num_classes=2, base_width=8, depth=2, padding="valid", norm="none"),
         UNetConfig(in_channels=3, num_classes=1, base_width=8, depth=3, padding="same"),
+        UNetConfig(
+            num_classes=1,
+            base_width=16,
+            depth=4,
+            padding="same",
+            norm="batch",
+            level_widths=(16, 24, 48, 96, 192),
+        ),
     ],
-    ids=["shipped-like", "paper-like-valid", "three-channels"],
+    ids=["shipped-like", "paper-like-valid", "three-channels", "level-widths"],
 )
 def test_fused_graph_computes_the_plain_graph(config):
     fused, plain = _fused_and_plain(_trained_bn_model(config))

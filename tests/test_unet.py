@@ -162,11 +162,41 @@ def test_config_json_round_trip():
         ({"norm": "layer"}, "norm"),
         ({"dropout": 1.5}, "dropout"),
         ({"norm": "group", "base_width": 12}, "group"),
+        ({"base_width": 16, "level_widths": (16, 32, 64)}, "depth \\+ 1"),
+        ({"base_width": 12, "level_widths": (16, 32, 64, 128, 256)}, "must agree"),
+        ({"base_width": 8, "level_widths": (8, 0, 64, 128, 256)}, ">= 1"),
+        ({"norm": "group", "base_width": 16, "level_widths": (16, 20, 48, 96, 192)}, "group"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         UNetConfig(**kwargs)
+
+
+def test_level_widths_build_that_network_and_round_trip():
+    config = UNetConfig(
+        num_classes=1,
+        base_width=16,
+        padding="same",
+        norm="batch",
+        level_widths=[16, 24, 48, 96, 192],
+    )
+    assert config.widths() == [16, 24, 48, 96, 192] and config.level_widths == (16, 24, 48, 96, 192)
+    assert json.loads(config.to_json())["level_widths"] == [16, 24, 48, 96, 192]
+    assert UNetConfig.from_json(config.to_json()) == config
+    assert "level_widths" not in UNetConfig.paper().to_dict()  # old sidecars unchanged
+    model = UNet(config)
+    assert [d[1][0].out_channels for d in model.downs] == [24, 48, 96, 192]
+    # each up-convolution gives the skip's width, so the concatenation is twice that
+    assert [(u.up.out_channels, u.conv[0].in_channels) for u in model.ups] == [
+        (96, 192),
+        (48, 96),
+        (24, 48),
+        (16, 32),
+    ]
+    assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+    stages = {s.name: s.channels for s in trace_stages(64, config)}
+    assert stages["bottleneck.conv2"] == 192 and stages["up4.conv2"] == 16
 
 
 def test_config_rejects_unknown_keys():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from .. import __version__
@@ -60,15 +61,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not val_cases:  # real datasets without imagesTs: hold out a fixed 10%
         count = max(1, len(train_cases) // 10)
         val_cases, train_cases = train_cases[-count:], train_cases[:-count]
+    if not train_cases:
+        print(
+            f"error: {data} has no training case left after holding out validation cases; "
+            "a dataset without imagesTs needs at least 2 cases",
+            file=sys.stderr,
+        )
+        return 2
     image_channels = len(train_cases[0].images)
     context_slices = args.context_slices
-    model_config = UNetConfig.from_dict(
-        {
-            **DEFAULT_MODEL.to_dict(),
-            "in_channels": image_channels * (2 * context_slices + 1),
-            "base_width": args.base_width,
-        }
-    )
+    try:
+        model_config = UNetConfig.from_dict(
+            {
+                **DEFAULT_MODEL.to_dict(),
+                "in_channels": image_channels * (2 * context_slices + 1),
+                "base_width": args.widths[0] if args.widths else args.base_width,
+                **({"level_widths": args.widths} if args.widths else {}),
+            }
+        )
+    except ValueError as exc:
+        print(f"error: {exc} (check --widths / --base-width)", file=sys.stderr)
+        return 2
     init_from = None
     if args.init:
         from ..core.checkpoint import load_checkpoint
@@ -174,6 +187,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patch", type=int, default=160)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--base-width", type=int, default=12)
+    p.add_argument(
+        "--widths",
+        type=lambda text: [int(w) for w in text.split(",")],
+        metavar="W0,W1,...",
+        help="channels per level, top first (depth + 1 of them), instead of doubling "
+        "from --base-width; e.g. 16,24,48,96,192 (see benchmarks/width_schedules.py)",
+    )
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")

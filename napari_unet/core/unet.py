@@ -27,7 +27,10 @@ class UNetConfig:
     """Everything needed to rebuild a U-Net; serializes to JSON.
 
     ``num_classes=2`` gives the paper's two-class softmax; ``num_classes=1``
-    gives a single lesion-vs-background channel with a sigmoid.
+    gives a single lesion-vs-background channel with a sigmoid. Channels double at
+    each level from ``base_width`` (the paper's rule) unless ``level_widths`` lists
+    them, top level first: widths that fill the CPU's vector lanes run closer to its
+    convolution ceiling (``benchmarks/width_schedules.py``).
     """
 
     in_channels: int = 1
@@ -37,8 +40,10 @@ class UNetConfig:
     padding: Padding = "valid"
     norm: Norm = "none"
     dropout: float = 0.0
+    level_widths: tuple[int, ...] = ()  # empty: base_width doubling at each level
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "level_widths", tuple(int(w) for w in self.level_widths))
         problems = []
         if self.in_channels < 1:
             problems.append(f"in_channels must be >= 1, got {self.in_channels}")
@@ -52,8 +57,21 @@ class UNetConfig:
             problems.append(f"padding must be one of {_PADDINGS}, got {self.padding!r}")
         if self.norm not in _NORMS:
             problems.append(f"norm must be one of {_NORMS}, got {self.norm!r}")
-        if self.norm == "group" and self.base_width % 8:
-            problems.append("group norm uses 8 groups, so base_width must be a multiple of 8")
+        if self.level_widths:
+            if len(self.level_widths) != self.depth + 1:
+                problems.append(
+                    f"level_widths needs depth + 1 = {self.depth + 1} entries, got "
+                    f"{len(self.level_widths)}"
+                )
+            if min(self.level_widths) < 1:
+                problems.append(f"level_widths must all be >= 1, got {self.level_widths}")
+            if self.level_widths[0] != self.base_width:
+                problems.append(
+                    f"level_widths starts at {self.level_widths[0]} but base_width is "
+                    f"{self.base_width}; they must agree"
+                )
+        if self.norm == "group" and any(w % 8 for w in self.widths()):
+            problems.append("group norm uses 8 groups, so every width must be a multiple of 8")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if problems:
@@ -73,7 +91,12 @@ class UNetConfig:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.level_widths:
+            data["level_widths"] = list(self.level_widths)
+        else:  # sidecars of doubling networks stay as they were
+            del data["level_widths"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -84,6 +107,8 @@ class UNetConfig:
 
     def widths(self) -> list[int]:
         """Channel count at each level, from the top down to the bottleneck."""
+        if self.level_widths:
+            return list(self.level_widths)
         return [self.base_width * 2**level for level in range(self.depth + 1)]
 
 
@@ -130,12 +155,13 @@ class Down(nn.Sequential):
 
 
 class Up(nn.Module):
-    """2x2 up-convolution halving the channels, crop-and-concat, double convolution."""
+    """2x2 up-convolution to the skip's width (half the channels when widths double, as in
+    the paper), crop-and-concat, double convolution."""
 
     def __init__(self, in_ch: int, out_ch: int, config: UNetConfig) -> None:
         super().__init__()
-        self.up = nn.ConvTranspose2d(in_ch, in_ch // 2, kernel_size=2, stride=2)
-        self.conv = DoubleConv(in_ch // 2 + out_ch, out_ch, config)
+        self.up = nn.ConvTranspose2d(in_ch, out_ch, kernel_size=2, stride=2)
+        self.conv = DoubleConv(2 * out_ch, out_ch, config)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
