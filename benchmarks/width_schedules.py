@@ -33,7 +33,19 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--json", help="write the table here")
+    parser.add_argument(
+        "--schedule",
+        action="append",
+        metavar="W1,W2,...",
+        help="measure these widths (one per level) instead of the built-in list; repeatable",
+    )
     args = parser.parse_args()
+    schedules = dict(SCHEDULES)
+    if args.schedule:
+        schedules = {"12-24-48-96-192 (shipped)": None}
+        for text in args.schedule:
+            widths = tuple(int(w) for w in text.split(","))
+            schedules["-".join(map(str, widths))] = widths
 
     import numpy as np
     import torch
@@ -46,7 +58,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     shipped = get_model(None)
     predictors = {}
-    for name, schedule in SCHEDULES.items():
+    for name, schedule in schedules.items():
         bundle = shipped
         if schedule is not None:
             config = UNetConfig.from_dict(
