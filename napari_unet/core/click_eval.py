@@ -239,6 +239,11 @@ def evaluate_click_engines(
                     "guided_noc90": float(
                         np.mean([clicks_to_reach(c, 0.9, max_clicks) for c in ours])
                     ),
+                    # per task, to see which lesions the mean hides (the cap counts as reached)
+                    "task_slices": [t.index for t in tasks],
+                    "task_area_px": [int(truth[t.index][t.rows, t.cols].sum()) for t in tasks],
+                    "baseline_task_noc90": [clicks_to_reach(c, 0.9, max_clicks) for c in base],
+                    "guided_task_noc90": [clicks_to_reach(c, 0.9, max_clicks) for c in ours],
                 }
             )
         if progress:
