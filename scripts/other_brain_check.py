@@ -5,7 +5,7 @@ MNI152 templates the training data were built from. We upsample it to 1 mm, plac
 synthetic chronic infarcts in its white matter (found from intensities: no template maps
 exist for this brain), and segment with the default model.
 
-Usage: ``python scripts/other_brain_check.py [--seeds 5] [--output out/other_brain]``
+Usage: ``python scripts/other_brain_check.py [--seeds 5] [--output out/other_brain] [--model M]``
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--output", default="out/other_brain")
+    parser.add_argument("--model", default=None, help="checkpoint or bundled name (default model)")
     args = parser.parse_args()
     brain, affine = load_brain()
-    bundle = get_model(None)
+    bundle = get_model(args.model)
     predictor = Predictor(bundle)
     results = []
     out = Path(args.output)
