@@ -66,3 +66,45 @@ def test_validation_seeds_never_overlap_training(tmp_path):
     with pytest.raises(ValueError, match="validation seed range"):
         write_synthetic_dataset(tmp_path / "never", n_train=10, n_val=1, seed=90)
     assert not (tmp_path / "never").exists()
+
+
+def test_monotonic_remap_keeps_tissue_order():
+    from napari_unet.core.synth.augment import monotonic_remap
+
+    ramp = np.linspace(0, 1000, 5001, dtype=np.float32)
+    curves = [monotonic_remap(ramp, np.random.default_rng(s)) for s in range(5)]
+    for out in curves:
+        assert np.all(np.diff(out) >= 0)  # CSF < grey < white survives
+        assert out[0] == 0 and abs(out[-1] - ramp[-1]) < 1e-3
+    # the curves really change contrast, and differ from one another
+    assert min(np.abs(c - ramp).max() for c in curves) > 20
+    assert np.abs(curves[0] - curves[1]).max() > 20
+
+
+def test_wide_acquisition_changes_appearance_not_lesions():
+    standard = make_case(5, template_name="mni2009c_head")
+    wide = make_case(5, template_name="mni2009c_head", acquisition_profile="wide")
+    np.testing.assert_array_equal(standard.label, wide.label)
+    assert wide.acquisition["profile"] == "wide" and "profile" not in standard.acquisition
+    assert np.abs(standard.image - wide.image).mean() > 0.05 * standard.image.mean()
+    from scipy import ndimage
+
+    ring = ndimage.binary_dilation(wide.label > 0, iterations=4) & ~(wide.label > 0)
+    assert wide.image[wide.label > 0].mean() < 0.8 * wide.image[ring].mean()
+    with pytest.raises(ValueError, match="acquisition profile"):
+        make_case(5, acquisition_profile="clinical")
+
+
+def test_wide_profile_applies_to_training_cases_only(tmp_path):
+    import csv
+
+    from napari_unet.core.synth.dataset import write_synthetic_dataset
+
+    root = write_synthetic_dataset(
+        tmp_path / "wide", n_train=1, n_val=1, seed=3, workers=1, acquisition="wide"
+    )
+    with open(root / "cases.csv") as handle:
+        rows = {row["case"]: row for row in csv.DictReader(handle)}
+    assert rows["synth_0000"]["acquisition"] == "wide"
+    assert rows["synthval_0000"]["acquisition"] == "standard"  # the fixed split never changes
+    assert (root / "imagesTs" / "synthval_0000_0000.nii.gz").stat().st_size > 100_000

@@ -23,6 +23,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         mode=args.mode,
         workers=args.workers,
         progress=lambda d, n: bar.update(d, n),
+        acquisition=args.acquisition,
     )
     bar.close()
     print(
@@ -171,6 +172,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["hypo", "hyper"],
         default="hypo",
         help="hypointense (T1, chronic) or hyperintense (DWI/FLAIR look) lesions",
+    )
+    p.add_argument(
+        "--acquisition",
+        choices=["standard", "wide"],
+        default="standard",
+        help="training-case acquisition ranges; 'wide' adds stronger bias, blur and random "
+        "T1 contrast curves (validation cases always use 'standard')",
     )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.set_defaults(func=cmd_synth)

@@ -96,6 +96,23 @@ def contrast_gamma(volume: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (scaled**gamma * top * rng.uniform(0.7, 1.4)).astype(np.float32)
 
 
+def blur(volume: np.ndarray, rng: np.random.Generator, sigma_mm=(0.6, 2.0)) -> np.ndarray:
+    """Isotropic Gaussian blur (motion, low-field scanners, heavy interpolation)."""
+    return ndimage.gaussian_filter(volume, float(rng.uniform(*sigma_mm))).astype(np.float32)
+
+
+def monotonic_remap(volume: np.ndarray, rng: np.random.Generator, knots: int = 5) -> np.ndarray:
+    """A random increasing intensity curve on the robust range: other T1 sequences and
+    scanners change grey/white/CSF contrast but keep their order (CSF < grey < white)."""
+    top = float(np.percentile(volume, 99.8)) or 1.0
+    steps = rng.uniform(0.4, 1.6, knots - 1)
+    levels = np.concatenate([[0.0], np.cumsum(steps) / steps.sum()])
+    grid = np.linspace(0.0, 1.0, knots)
+    scaled = np.clip(volume / top, 0, None)
+    inside = np.interp(np.minimum(scaled, 1.0), grid, levels)
+    return ((inside + np.maximum(scaled - 1.0, 0)) * top).astype(np.float32)
+
+
 def _euler(a: float, b: float, c: float) -> np.ndarray:
     ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
     rx = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])

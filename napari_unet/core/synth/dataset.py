@@ -11,16 +11,16 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .generator import VALIDATION_SEED_OFFSET, Mode, make_case
+from .generator import VALIDATION_SEED_OFFSET, Acquisition, Mode, make_case
 from .templates import LICENCE
 
 
-def _write_one(job: tuple[Path, str, str, int, Mode, str | None]) -> dict:
-    root, case_id, split, seed, mode, template = job
+def _write_one(job: tuple[Path, str, str, int, Mode, str | None, Acquisition]) -> dict:
+    root, case_id, split, seed, mode, template, profile = job
     images_dir, labels_dir = (
         ("imagesTr", "labelsTr") if split == "train" else ("imagesTs", "labelsTs")
     )
-    case = make_case(seed, template_name=template, mode=mode)
+    case = make_case(seed, template_name=template, mode=mode, acquisition_profile=profile)
     image = nib.Nifti1Image(case.image.astype(np.float32), case.affine)
     image.set_data_dtype(np.int16)  # nibabel scales floats into int16 with scl_slope
     nib.save(image, root / images_dir / f"{case_id}_0000.nii.gz")
@@ -34,6 +34,7 @@ def _write_one(job: tuple[Path, str, str, int, Mode, str | None]) -> dict:
         "lesion_ml": round(case.lesion_ml, 3),
         "lesions": ";".join(f"{s.kind}:{s.volume_ml:.2f}" for s in case.lesions),
         "resolution": case.acquisition.get("resolution", ""),
+        "acquisition": profile,
     }
 
 
@@ -46,11 +47,13 @@ def write_synthetic_dataset(
     workers: int = 2,
     template: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    acquisition: Acquisition = "standard",
 ) -> Path:
     """Generate ``n_train`` training and ``n_val`` validation cases under ``root``.
 
     Training seeds are ``seed * 10000 + i``; validation seeds are ``900000 + i``
-    (the fixed validation split, identical for every training seed).
+    (the fixed validation split, identical for every training seed). ``acquisition``
+    applies to training cases only: validation cases always use the standard profile.
     """
     root = Path(root)
     if seed * 10000 + n_train >= VALIDATION_SEED_OFFSET:
@@ -58,10 +61,11 @@ def write_synthetic_dataset(
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     jobs = [
-        (root, f"synth_{i:04d}", "train", seed * 10000 + i, mode, template) for i in range(n_train)
+        (root, f"synth_{i:04d}", "train", seed * 10000 + i, mode, template, acquisition)
+        for i in range(n_train)
     ]
     jobs += [
-        (root, f"synthval_{i:04d}", "val", VALIDATION_SEED_OFFSET + i, mode, template)
+        (root, f"synthval_{i:04d}", "val", VALIDATION_SEED_OFFSET + i, mode, template, "standard")
         for i in range(n_val)
     ]
     rows = []

@@ -19,6 +19,10 @@ from .lesions import KINDS, LesionSampler, LesionSpec
 from .templates import Template, load_template
 
 Mode = Literal["hypo", "hyper"]
+# "standard": the acquisition ranges of the fixed validation split. "wide" adds a stronger
+# bias field, blur (p 0.35) and a random monotonic contrast curve (p 0.5), so that a model
+# sees T1 contrasts and sharpness beyond the two templates'.
+Acquisition = Literal["standard", "wide"]
 
 # Seeds of the fixed validation split: never used for training cases.
 VALIDATION_SEED_OFFSET = 900_000
@@ -60,8 +64,14 @@ def make_case(
     mode: Mode = "hypo",
     deform: bool = True,
     min_lesion_ml: float = 0.02,
+    acquisition_profile: Acquisition = "standard",
 ) -> SyntheticCase:
     """Generate one case from ``seed`` (and optionally a fixed template)."""
+    if acquisition_profile not in ("standard", "wide"):
+        raise ValueError(
+            f"Unknown acquisition profile {acquisition_profile!r}; use 'standard' or 'wide'"
+        )
+    wide = acquisition_profile == "wide"
     rng = np.random.default_rng(seed)
     if template_name is None:
         template_name = "mni2009c_head" if rng.random() < 0.7 else "mni2009a"
@@ -83,13 +93,21 @@ def make_case(
         coords = augment.random_deformation(image.shape, rng)
         image = augment.warp(image, coords)
         occupancy = augment.warp(occupancy, coords)
-    image *= augment.bias_field(image.shape, rng)
+    image *= augment.bias_field(image.shape, rng, strength=0.6 if wide else 0.3)
     image, acquisition["resolution"] = augment.degrade_resolution(image, rng)
+    if wide:
+        acquisition["profile"] = "wide"
+        if rng.random() < 0.35:
+            image = augment.blur(image, rng)
+            acquisition["blur"] = True
     wm = template.white_intensity()
     noise = float(rng.uniform(0.01, 0.05)) * wm
     image = augment.add_noise(image, rng, noise)
     acquisition["noise_fraction_of_wm"] = round(noise / wm, 4)
     image = augment.contrast_gamma(image, rng)
+    if wide and rng.random() < 0.5:
+        image = augment.monotonic_remap(image, rng)
+        acquisition["contrast_curve"] = True
     label = (occupancy > 0.5).astype(np.uint8)
     return SyntheticCase(
         image, label, template.affine.copy(), seed, template_name, lesions, acquisition
