@@ -5,7 +5,7 @@ Two brains, neither one a training anatomy (those are the MNI152 2009 templates)
 * ``anatomical``: nibabel's ``anatomical.nii``, a real subject's T1 (2 mm, 33x41x25, a
   partial field of view), up-sampled to 1 mm.
 * ``pydeface``: pydeface's ``mean_reg2mean.nii.gz`` (MIT), a full 1 mm head with face and
-  neck (176x256x256, scanner orientation, tilted), the mean of registered subjects' heads
+  neck (176x256x256, in its own space, not MNI), the mean of registered subjects' heads
   from another lab and scanner. Install it with ``pip install --no-deps pydeface``.
 
 Synthetic chronic infarcts are placed in white matter found from intensities (no tissue
