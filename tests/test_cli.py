@@ -251,3 +251,32 @@ def test_train_refuses_widths_that_do_not_fit_the_depth(tmp_path, capsys):
     assert main([*args, "--widths", "16,24"]) == 2
     assert "level_widths needs depth + 1 = 5 entries, got 2" in capsys.readouterr().err
     assert not (tmp_path / "run" / "best.safetensors").exists()
+
+
+def test_train_on_several_datasets_checks_them_first(tmp_path, capsys):
+    image, mask = np.ones((16, 16, 4), np.float32), np.zeros((16, 16, 4), np.uint8)
+    for root, channels in (("one", 1), ("two", 2)):
+        for folder in ("imagesTr", "labelsTr"):
+            (tmp_path / root / folder).mkdir(parents=True)
+        for c in range(channels):
+            write_nifti(tmp_path / root / "imagesTr" / f"a_{c:04d}.nii.gz", image, np.eye(4))
+        write_nifti(tmp_path / root / "labelsTr" / "a.nii.gz", mask, np.eye(4))
+    args = ["train", "--data", str(tmp_path / "one"), "--data", str(tmp_path / "two")]
+    assert main([*args, "--output", str(tmp_path / "run"), "--steps", "1"]) == 2
+    assert "differ in image channels" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "best.safetensors").exists()
+
+
+def test_train_without_data_generates_standard_synthetic_cases(tmp_path, monkeypatch):
+    import napari_unet.core.synth.dataset as dataset
+
+    seen = {}
+
+    def fake_writer(root, n_train, n_val, **kwargs):
+        seen.update(kwargs, n_train=n_train, n_val=n_val)
+        raise RuntimeError("stop after the call")
+
+    monkeypatch.setattr(dataset, "write_synthetic_dataset", fake_writer)
+    with pytest.raises(RuntimeError, match="stop after the call"):
+        main(["train", "--output", str(tmp_path / "run"), "--synthetic", "3", "--val", "1"])
+    assert seen["acquisition"] == "standard" and seen["n_train"] == 3 and seen["n_val"] == 1

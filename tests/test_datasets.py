@@ -101,3 +101,29 @@ def test_click_tuning_tasks_come_from_training_brains_with_lesions(tmp_path, rng
     assert int(truth[tasks[0].index].sum()) == 36
     assert [n for n, *_ in load_click_tasks(str(tmp_path), "val")] == ["v"]
     assert load_click_tasks(str(tmp_path), "train", cases=0) == []
+
+
+def test_several_datasets_combine_with_distinct_names(tmp_path, rng):
+    from napari_unet.core.training.datasets import find_cases_in
+
+    for root, names in (("standard", ("a", "b")), ("wide", ("a", "c"))):
+        for case in names:
+            _pair(
+                tmp_path / root / "imagesTr" / f"{case}_0000.nii.gz",
+                tmp_path / root / "labelsTr" / f"{case}.nii.gz",
+                rng,
+            )
+    _pair(
+        tmp_path / "standard" / "imagesTs" / "v_0000.nii.gz",
+        tmp_path / "standard" / "labelsTs" / "v.nii.gz",
+        rng,
+    )
+    cases = {c.case: c for c in find_cases_in([tmp_path / "standard", tmp_path / "wide"])}
+    assert set(cases) == {"standard_a", "b", "wide_a", "c", "v"}
+    assert cases["wide_a"].images[0] == tmp_path / "wide" / "imagesTr" / "a_0000.nii.gz"
+    assert [c.split for c in cases.values()].count("val") == 1
+    write_nifti(
+        tmp_path / "wide" / "imagesTr" / "c_0001.nii.gz", np.zeros((8, 8, 4), np.float32), np.eye(4)
+    )
+    with pytest.raises(DatasetLayoutError, match="differ in image channels"):
+        find_cases_in([tmp_path / "standard", tmp_path / "wide"])

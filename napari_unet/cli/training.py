@@ -37,14 +37,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from ..core.normalization import NormalizationSpec
-    from ..core.training.datasets import find_cases
+    from ..core.training.datasets import DatasetLayoutError, find_cases_in
     from ..core.training.slices import load_volumes
     from ..core.training.trainer import DEFAULT_MODEL, TrainConfig, train
     from ..core.unet import UNetConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = Path(args.data) if args.data else Path(args.output) / "synthetic_data"
+    roots = [Path(d) for d in args.data] if args.data else [Path(args.output) / "synthetic_data"]
+    data = roots[0]
     if not args.data and not (data / "dataset.json").exists():
         cmd_synth(
             argparse.Namespace(
@@ -54,9 +55,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 mode=args.mode,
                 workers=args.workers,
+                acquisition="standard",
             )
         )
-    cases = find_cases(data, modality=args.modality)
+    try:
+        cases = find_cases_in(roots, modality=args.modality)
+    except DatasetLayoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     train_cases = [c for c in cases if c.split == "train"]
     val_cases = [c for c in cases if c.split == "val"]
     if not val_cases:  # real datasets without imagesTs: hold out a fixed 10%
@@ -64,8 +70,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_cases, train_cases = train_cases[-count:], train_cases[:-count]
     if not train_cases:
         print(
-            f"error: {data} has no training case left after holding out validation cases; "
-            "a dataset without imagesTs needs at least 2 cases",
+            f"error: {', '.join(map(str, roots))} has no training case left after holding out "
+            "validation cases; a dataset without imagesTs needs at least 2 cases",
             file=sys.stderr,
         )
         return 2
@@ -125,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     val_volumes = load_volumes(val_cases, config.normalization, image_channels)
     bar.close()
     provenance = {
-        "data": str(data),
+        "data": str(data) if len(roots) == 1 else [str(r) for r in roots],
         "train_cases": len(train_volumes),
         "val_cases": [v.case for v in val_volumes],
         "napari_unet": __version__,
@@ -185,7 +191,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a lesion model (synthetic data or a real dataset)")
     p.add_argument("--output", "-o", required=True, help="run folder (checkpoints, history)")
-    p.add_argument("--data", help="nnU-Net raw or BIDS-like dataset; default: synthetic")
+    p.add_argument(
+        "--data",
+        action="append",
+        help="nnU-Net raw or BIDS-like dataset (repeat to train on several; validation comes "
+        "from those with imagesTs); default: synthetic",
+    )
     p.add_argument("--modality", default="T1w", help="BIDS suffix of the image (T1w, dwi, ...)")
     p.add_argument("--synthetic", type=int, default=64, help="synthetic training cases")
     p.add_argument("--val", type=int, default=10, help="synthetic validation cases")

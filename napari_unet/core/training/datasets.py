@@ -15,7 +15,8 @@ BIDS-like::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -46,6 +47,42 @@ def find_cases(root: str | Path, modality: str = "T1w") -> list[CasePaths]:
         "labelsTr/CASE.nii.gz) or a BIDS-like dataset (sub-*/anat/*_T1w.nii.gz with masks under "
         "derivatives/)."
     )
+
+
+def find_cases_in(roots: Sequence[str | Path], modality: str = "T1w") -> list[CasePaths]:
+    """The cases of several datasets, for training on their union.
+
+    A case name that occurs in more than one dataset is prefixed with its dataset's folder
+    name; all cases must have the same number of image channels.
+    """
+    per_root = [(Path(root), find_cases(root, modality)) for root in roots]
+    if len(per_root) == 1:
+        return per_root[0][1]
+    counts: dict[str, int] = {}
+    for _, cases in per_root:
+        for case in cases:
+            counts[case.case] = counts.get(case.case, 0) + 1
+    combined: list[CasePaths] = []
+    for root, cases in per_root:
+        combined += [
+            replace(c, case=f"{root.name}_{c.case}") if counts[c.case] > 1 else c for c in cases
+        ]
+    names = [c.case for c in combined]
+    if len(set(names)) != len(names):
+        raise DatasetLayoutError(
+            f"case names still repeat after prefixing folder names ({', '.join(map(str, roots))}); "
+            "give the datasets distinct folder names"
+        )
+    channels = {len(c.images) for c in combined}
+    if len(channels) > 1:
+        detail = ", ".join(
+            f"{root}: {sorted({len(c.images) for c in cases})}" for root, cases in per_root
+        )
+        raise DatasetLayoutError(
+            f"datasets differ in image channels per case ({detail}); train on datasets of one "
+            "modality set at a time"
+        )
+    return combined
 
 
 def _nnunet_cases(root: Path) -> list[CasePaths]:
