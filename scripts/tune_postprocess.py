@@ -7,6 +7,9 @@ and writes a copy of the checkpoint whose sidecar declares the best combination:
 
     python scripts/tune_postprocess.py --model runs/lesion_t1_v2/best.safetensors \\
         --data runs/synth_v2 --cases 16 --output runs/lesion_t1_v2/tuned.safetensors
+
+``--copy-from OTHER`` skips the tuning and declares OTHER's post-processing instead (for a
+fine-tuned model that keeps the choice made for its parent).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import numpy as np
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", help="dataset whose training cases the tuning uses")
+    parser.add_argument("--copy-from", help="take this checkpoint's post-processing, no tuning")
     parser.add_argument("--cases", type=int, default=16, help="training cases to tune on")
     parser.add_argument("--output", required=True, help="the tuned checkpoint (.safetensors)")
     parser.add_argument("--threads", type=int, default=2)
@@ -40,6 +44,23 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     bundle = load_checkpoint(args.model)
+    if args.copy_from:
+        parent = load_checkpoint(args.copy_from)
+        bundle.threshold = parent.threshold
+        bundle.min_lesion_voxels = parent.min_lesion_voxels
+        bundle.min_lesion_extent_mm = parent.min_lesion_extent_mm
+        bundle.provenance = {
+            **bundle.provenance,
+            "postprocess_tuned_from": bundle.version_id,
+            "postprocess_from": parent.version_id,
+        }
+        bundle.version_id = new_version_id()
+        save_checkpoint(bundle, args.output)
+        sys.stdout.write(f"wrote {args.output} ({bundle.version_id}), post-processing of ")
+        sys.stdout.write(f"{parent.version_id}\n")
+        return 0
+    if not args.data:
+        parser.error("--data is required unless --copy-from is given")
     predictor = Predictor(bundle, batch_size=16)
     cases = [c for c in find_cases(args.data) if c.split == "train"][: args.cases]
     predicted = []
