@@ -13,7 +13,7 @@ maps exist for these brains), and each model is scored with its own post-process
 Several models share one lesion set, so their figures compare like with like.
 
 Usage: ``python scripts/other_brain_check.py [--brain anatomical --brain pydeface]
-[--seeds 5] [--model M ...] [--output out/other_brain]``
+[--seeds 5] [--first-seed 0] [--model M ...] [--output out/other_brain]``
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def add_lesion(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--brain", action="append", choices=sorted(BRAINS))
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="lesions per brain")
+    parser.add_argument("--first-seed", type=int, default=0, help="seed of the first lesion")
     parser.add_argument("--output", default="out/other_brain")
     parser.add_argument(
         "--model", action="append", help="checkpoint or bundled name (default: the default model)"
@@ -110,7 +111,7 @@ def main() -> None:
     for brain_name in brains:
         brain, affine, white = BRAINS[brain_name]()
         geometry = ImageGeometry.from_affine(affine, brain.shape)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             image, truth = add_lesion(brain, white, np.random.default_rng(seed))
             display = geometry.to_display(image)
             display_truth = geometry.to_display(truth) > 0
