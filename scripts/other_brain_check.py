@@ -70,13 +70,26 @@ def load_pydeface() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 BRAINS = {"anatomical": load_anatomical, "pydeface": load_pydeface}
 
 
-def add_lesion(
-    image: np.ndarray, white: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """A hypointense, partial-volume blob (4-10 mm radius) centred in white matter."""
+def tissue_reference(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The head mask lesions are cut to, and the CSF-like intensity they blend towards.
+
+    Computed once per brain (a smoothing and a distance transform of the whole volume),
+    not once per lesion.
+    """
     smooth = ndimage.gaussian_filter(image, 1.0)
     head = smooth > 0.2 * np.percentile(smooth, 99)
     depth = ndimage.distance_transform_edt(head)
+    return head, float(np.percentile(smooth[head & (depth > 8)], 5))
+
+
+def add_lesion(
+    image: np.ndarray,
+    white: np.ndarray,
+    reference: tuple[np.ndarray, float],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A hypointense, partial-volume blob (4-10 mm radius) centred in white matter."""
+    head, csf = reference
     centres = np.argwhere(white)
     centre = centres[rng.integers(len(centres))]
     radii = rng.uniform(4, 10) * rng.uniform(0.7, 1.3, 3)
@@ -85,7 +98,6 @@ def add_lesion(
     distance = np.sqrt(((grid / radii) ** 2).sum(-1)) + 0.3 * noise / noise.std()
     mask = (distance < 1.0) & head
     soft = ndimage.gaussian_filter(mask.astype(np.float32), 0.8)
-    csf = float(np.percentile(smooth[head & (depth > 8)], 5))
     strength = rng.uniform(0.7, 1.0)
     lesioned = image * (1 - soft * strength) + csf * soft * strength
     return lesioned.astype(np.float32), (soft > 0.5).astype(np.uint8)
@@ -111,8 +123,9 @@ def main() -> None:
     for brain_name in brains:
         brain, affine, white = BRAINS[brain_name]()
         geometry = ImageGeometry.from_affine(affine, brain.shape)
+        reference = tissue_reference(brain)
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            image, truth = add_lesion(brain, white, np.random.default_rng(seed))
+            image, truth = add_lesion(brain, white, reference, np.random.default_rng(seed))
             display = geometry.to_display(image)
             display_truth = geometry.to_display(truth) > 0
             for name, bundle, predictor in zip(models, bundles, predictors, strict=True):

@@ -32,6 +32,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--criterion", choices=("dice+f1", "dice"), default="dice+f1")
     args = parser.parse_args()
+    if not args.data and not args.copy_from:
+        parser.error("--data is required unless --copy-from is given")
 
     import torch
 
@@ -59,8 +61,6 @@ def main() -> int:
         sys.stdout.write(f"wrote {args.output} ({bundle.version_id}), post-processing of ")
         sys.stdout.write(f"{parent.version_id}\n")
         return 0
-    if not args.data:
-        parser.error("--data is required unless --copy-from is given")
     predictor = Predictor(bundle, batch_size=16)
     cases = [c for c in find_cases(args.data) if c.split == "train"][: args.cases]
     predicted = []

@@ -15,6 +15,7 @@ BIDS-like::
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,10 +59,7 @@ def find_cases_in(roots: Sequence[str | Path], modality: str = "T1w") -> list[Ca
     per_root = [(Path(root), find_cases(root, modality)) for root in roots]
     if len(per_root) == 1:
         return per_root[0][1]
-    counts: dict[str, int] = {}
-    for _, cases in per_root:
-        for case in cases:
-            counts[case.case] = counts.get(case.case, 0) + 1
+    counts = Counter(c.case for _, cases in per_root for c in cases)
     combined: list[CasePaths] = []
     for root, cases in per_root:
         combined += [
