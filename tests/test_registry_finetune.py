@@ -71,6 +71,32 @@ def test_registry_starts_with_the_bundled_model_and_rolls_back(tmp_path):
     assert out.exists() and out.with_suffix(".json").exists()
 
 
+def test_a_new_bundled_default_joins_an_old_workspace_without_taking_over(
+    tmp_path, tiny_bundle, monkeypatch
+):
+    """After an upgrade the new default is offered, not imposed; fine-tunes keep their root."""
+    from napari_unet.core import registry as registry_module
+    from napari_unet.core.checkpoint import save_checkpoint
+
+    registry = ModelRegistry(tmp_path / "ws")
+    old_root = registry.active_id()
+    registry.close()
+    tiny_bundle.version_id = "20991231T000000-newdflt"
+    tiny_bundle.metrics = {"val_dice": 0.5}
+    (tmp_path / "release").mkdir()
+    new_default = save_checkpoint(tiny_bundle, tmp_path / "release" / "lesion_t1.safetensors")
+    monkeypatch.setattr(registry_module, "resolve_model_path", lambda name: new_default)
+    for _ in range(2):  # idempotent: the second opening registers nothing more
+        registry = ModelRegistry(tmp_path / "ws")
+        versions = {v.version_id: v for v in registry.versions()}
+        registry.close()
+        assert set(versions) == {old_root, "20991231T000000-newdflt"}
+    added = versions["20991231T000000-newdflt"]
+    assert added.parent is None and not added.active and "new in this release" in added.note
+    assert added.metrics == {"val_dice": 0.5} and versions[old_root].active
+    assert (tmp_path / "ws" / "models" / "20991231T000000-newdflt.safetensors").stat().st_size > 0
+
+
 def test_finetune_learns_hyperintense_lesions_and_gate_promotes(tmp_path, hyper_case):
     _, mask, _ = hyper_case
     train = _lesion_slices(mask, 5)

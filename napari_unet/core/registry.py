@@ -3,8 +3,10 @@
 Weights live in ``<workspace>/models/<version>.safetensors`` with their sidecar;
 SQLite records parent, training items, hyperparameters and metrics. The first
 time a workspace is used, the bundled default model is registered as its root
-version and activated. Versions are never deleted or overwritten: rolling back
-is activating an earlier version.
+version and activated. When a later release bundles a new default, an existing
+workspace registers it as another root but leaves the active version alone: the
+user compares and promotes it. Versions are never deleted or overwritten: rolling
+back is activating an earlier version.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import ModelBundle, load_checkpoint, save_checkpoint, sidecar_path
+from .checkpoint import CheckpointError, ModelBundle, load_checkpoint, save_checkpoint, sidecar_path
 from .models import DEFAULT_MODEL, resolve_model_path
 from .schema import migrate
 from .workspace import connect, resolve_workspace, transaction
@@ -49,6 +52,8 @@ class ModelRegistry:
         self.models_dir.mkdir(exist_ok=True)
         if not self.versions():
             self._register_bundled_default()
+        else:
+            self._register_new_bundled_default()
 
     def close(self) -> None:
         self.connection.close()
@@ -63,6 +68,24 @@ class ModelRegistry:
             activate=True,
             metrics=bundle.metrics,
         )
+
+    def _register_new_bundled_default(self) -> None:
+        """A default bundled by a newer release joins as an inactive root version."""
+        source = resolve_model_path(DEFAULT_MODEL)
+        version_id = bundled_version_id(source)
+        if version_id is None or self._row(version_id) is not None:
+            return
+        try:
+            bundle = load_checkpoint(source)
+            self.register(
+                bundle,
+                parent=None,
+                note=f"bundled default ({DEFAULT_MODEL}), new in this release; not active",
+                metrics=bundle.metrics,
+            )
+        except (RegistryError, CheckpointError, sqlite3.IntegrityError):
+            if self._row(version_id) is None:  # not another process registering it
+                raise
 
     # -- writing ------------------------------------------------------------------------
     def register(
@@ -184,6 +207,14 @@ class ModelRegistry:
         shutil.copyfile(source, output)
         shutil.copyfile(sidecar_path(source), sidecar_path(output))
         return output
+
+
+def bundled_version_id(path: Path) -> str | None:
+    """The version id in a bundled model's sidecar, without loading its weights."""
+    try:
+        return json.loads(sidecar_path(path).read_text())["version_id"]
+    except (OSError, ValueError, KeyError):
+        return None  # a broken installation is reported when the model is loaded
 
 
 def active_model_path(workspace: str | Path | None) -> Path:
