@@ -1,12 +1,12 @@
 """Would channel widths that fill this CPU's vector lanes lift forward/ceiling, and at what cost?
 
-AVX2 holds 8 floats, AVX-512 16; the shipped network's 12-channel full-resolution
-layers fill one and a half AVX2 registers. This builds untrained networks of the shipped
-design (same padding, depth 4, batch norm folded, the fused graph) with other channel
-schedules and measures, round-robin against the ceiling convolution as ``napari-unet
-benchmark`` does, the forward/ceiling ratio at batch 1 and 4 and the end-to-end latency
-of a 256x256 slice. Weights do not change the speed, so no training is needed to decide
-whether a schedule is worth training::
+AVX2 holds 8 floats, AVX-512 16; the previous default's 12-channel full-resolution
+layers filled one and a half AVX2 registers (the default since session 8 has 8). This
+builds untrained networks of the shipped design (same padding, depth 4, batch norm
+folded, the fused graph) with other channel schedules and measures, round-robin against
+the ceiling convolution as ``napari-unet benchmark`` does, the forward/ceiling ratio at
+batch 1 and 4 and the end-to-end latency of a 256x256 slice. Weights do not change the
+speed, so no training is needed to decide whether a schedule is worth training::
 
     python benchmarks/width_schedules.py --threads 2 --json docs/width_schedules.json
 """
@@ -19,8 +19,10 @@ import json
 import statistics
 import sys
 
+SHIPPED = "shipped"  # the bundled default, whatever its widths
 SCHEDULES = {
-    "12-24-48-96-192 (shipped)": None,
+    SHIPPED: None,
+    "12-24-48-96-192": (12, 24, 48, 96, 192),
     "16-32-64-128-256": (16, 32, 64, 128, 256),
     "16-24-48-96-192": (16, 24, 48, 96, 192),
     "16-32-48-96-192": (16, 32, 48, 96, 192),
@@ -39,10 +41,20 @@ def main() -> int:
         metavar="W1,W2,...",
         help="measure these widths (one per level) instead of the built-in list; repeatable",
     )
+    parser.add_argument(
+        "--batch",
+        action="append",
+        type=int,
+        metavar="N",
+        help="forward/ceiling at these batch sizes (default 1 and 4); repeatable",
+    )
     args = parser.parse_args()
+    batches = sorted(set(args.batch or [1, 4]))
+    if batches[0] < 1:
+        parser.error(f"--batch must be at least 1, got {batches[0]}")
     schedules = dict(SCHEDULES)
     if args.schedule:
-        schedules = {"12-24-48-96-192 (shipped)": None}
+        schedules = {SHIPPED: None}
         for text in args.schedule:
             widths = tuple(int(w) for w in text.split(","))
             schedules["-".join(map(str, widths))] = widths
@@ -57,6 +69,12 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     shipped = get_model(None)
+    shipped_widths = "-".join(map(str, shipped.config.widths()))
+    schedules = {
+        (f"{shipped_widths} (shipped)" if name == SHIPPED else name): widths
+        for name, widths in schedules.items()
+        if name == SHIPPED or name != shipped_widths  # the default is measured once
+    }
     predictors = {}
     for name, schedule in schedules.items():
         bundle = shipped
@@ -79,7 +97,7 @@ def main() -> int:
         for name, p in predictors.items():
             latency[name] += timed(lambda p=p, s=stats[name]: p.predict_slice(image, s), 1, 0)
     names = list(predictors)
-    cases = [(predictors[n], batch) for batch in (1, 4) for n in names]
+    cases = [(predictors[n], batch) for batch in batches for n in names]
     # with 1 FLOP per slice the ratios scale linearly to each schedule's own FLOPs
     ratios = forward_vs_ceiling(cases, 1.0, rounds=args.rounds)
     rows = {n: {"gflop_per_slice": flops[n] / 1e9} for n in names}
@@ -89,19 +107,17 @@ def main() -> int:
         rows[name][f"ceiling_batch{batch}_gflops"] = ceiling
     for name in names:
         rows[name]["slice_ms_median"] = statistics.median(latency[name]) * 1e3
-    sys.stdout.write(
-        f"{'widths':28s} {'GFLOP':>6s} {'slice ms':>8s} {'fwd/ceil b1':>11s} {'b4':>6s}\n"
-    )
+    header = "".join(f"{'fwd/ceil b' + str(b):>13s}" for b in batches)
+    sys.stdout.write(f"{'widths':28s} {'GFLOP':>6s} {'slice ms':>8s}{header}\n")
     for name, row in rows.items():
+        ratios_text = "".join(f"{row[f'ratio_batch{b}_pct']:12.1f}%" for b in batches)
         sys.stdout.write(
-            f"{name:28s} {row['gflop_per_slice']:6.2f} {row['slice_ms_median']:8.1f} "
-            f"{row['ratio_batch1_pct']:10.1f}% {row['ratio_batch4_pct']:5.1f}%\n"
+            f"{name:28s} {row['gflop_per_slice']:6.2f} {row['slice_ms_median']:8.1f}{ratios_text}\n"
         )
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump(
-                {"threads": args.threads, "rounds": args.rounds, "rows": rows}, handle, indent=2
-            )
+            table = {"threads": args.threads, "rounds": args.rounds, "batches": batches}
+            json.dump({**table, "rows": rows}, handle, indent=2)
     return 0
 
 

@@ -40,11 +40,21 @@ def main(out_dir: str) -> None:
             app.processEvents()
             time.sleep(0.01)
 
+    def settle_readout(timeout: float = 60.0) -> None:
+        """The lesion readout is computed in its own worker after a 250 ms debounce."""
+        end = time.time() + timeout
+        while "mL" not in str(widget.readout.value):
+            if time.time() > end:
+                raise SystemExit("the lesion readout did not update within a minute")
+            app.processEvents()
+            time.sleep(0.01)
+
     truth = np.asarray(viewer.layers["true lesion (synthetic)"].data)
     z = int(np.argmax(truth.sum(axis=(1, 2))))
     viewer.dims.set_current_step(0, z)
     widget.volume_button.clicked.emit()
     settle(1.0)
+    settle_readout()
     viewer.layers["T1 sample brain lesion"].contour = 0
     settle(1.0)
     viewer.screenshot(str(out / "overview.png"), canvas_only=False)
