@@ -76,6 +76,27 @@ def test_lesion_table_and_slice_areas():
     assert areas[7] == pytest.approx(9 * 0.5) and areas[0] == 0
 
 
+def test_lesion_table_in_the_bounding_box_equals_labelling_the_whole_volume(rng):
+    from scipy import ndimage
+
+    mask = np.zeros((40, 50, 60), np.uint8)
+    mask[12:30, 20:41, 7:52] = rng.random((18, 21, 45)) > 0.93  # many small components
+    mask[12, 20, 7] = mask[29, 40, 51] = 1  # the corners of the box
+    spacing = (1.5, 1.0, 0.8)
+    table = editing.lesion_table(mask, spacing)
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    index = np.arange(1, count + 1)
+    centroids = ndimage.center_of_mass(mask, labels, index)
+    sizes = ndimage.sum_labels(mask, labels, index)
+    assert count > 20 and len(table) == count
+    by_label = {lesion.label: lesion for lesion in table}
+    for i, n, centre in zip(index, sizes, centroids, strict=True):
+        assert by_label[i].voxels == n  # same numbering as the whole volume
+        assert by_label[i].centroid == pytest.approx(centre)
+    assert editing.lesion_table(np.zeros_like(mask), spacing) == []
+    assert editing.bounding_box(mask) == (slice(12, 30), slice(20, 41), slice(7, 52))
+
+
 def test_remove_thin_components_by_axial_extent_in_mm():
     mask = np.zeros((20, 30, 30), np.uint8)
     mask[2:4, 5:15, 5:15] = 1  # two slices thick: a slice-wise false positive

@@ -144,18 +144,42 @@ class Lesion:
     centroid: tuple[float, float, float]
 
 
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box holding every nonzero voxel (None for an empty mask)."""
+    box = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        present = np.flatnonzero(np.any(mask, axis=others))
+        if present.size == 0:
+            return None
+        box.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(box)
+
+
 def lesion_table(mask: np.ndarray, spacing: tuple[float, ...]) -> list[Lesion]:
-    """Connected lesions (26-connected), largest first."""
+    """Connected lesions (26-connected), largest first.
+
+    Labelled inside the mask's bounding box: the same lesions, numbering and centroids as
+    labelling the whole volume, at a fraction of the cost (the readout runs after edits).
+    """
     binary = np.asarray(mask) > 0
-    labels, count = ndimage.label(binary, structure=_structure(binary.ndim))
-    if count == 0:
+    box = bounding_box(binary)
+    if box is None:
         return []
+    crop = binary[box]
+    labels, count = ndimage.label(crop, structure=_structure(crop.ndim))
     index = np.arange(1, count + 1)
-    sizes = ndimage.sum_labels(binary, labels, index)
-    centroids = ndimage.center_of_mass(binary, labels, index)
+    sizes = ndimage.sum_labels(crop, labels, index)
+    centroids = ndimage.center_of_mass(crop, labels, index)
+    offset = [s.start for s in box]
     voxel_ml = float(np.prod(spacing)) / 1000.0
     lesions = [
-        Lesion(int(i), int(n), float(n) * voxel_ml, tuple(float(c) for c in centre))
+        Lesion(
+            int(i),
+            int(n),
+            float(n) * voxel_ml,
+            tuple(float(c) + o for c, o in zip(centre, offset, strict=True)),
+        )
         for i, n, centre in zip(index, sizes, centroids, strict=True)
     ]
     return sorted(lesions, key=lambda lesion: -lesion.voxels)
