@@ -8,6 +8,7 @@ such an average (docs/model-card.md).
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 from .checkpoint import ModelBundle, new_version_id
 
@@ -35,18 +36,14 @@ def average_bundles(first: ModelBundle, second: ModelBundle, weight: float = 0.5
     }
     model = copy.deepcopy(first.model)
     model.load_state_dict(averaged)
-    return ModelBundle(
+    return dataclasses.replace(
+        first,
         model=model.eval(),
-        config=first.config,
-        normalization=first.normalization,
         version_id=new_version_id(),
-        threshold=first.threshold,
-        min_lesion_voxels=first.min_lesion_voxels,
-        min_lesion_extent_mm=first.min_lesion_extent_mm,
-        click_channels=first.click_channels,
-        context_slices=first.context_slices,
         provenance={
             "averaged_from": [first.version_id, second.version_id],
             "weight_of_first": weight,
         },
+        metrics={},
+        path=None,
     )

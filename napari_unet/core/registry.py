@@ -18,7 +18,14 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import CheckpointError, ModelBundle, load_checkpoint, save_checkpoint, sidecar_path
+from .checkpoint import (
+    CheckpointError,
+    ModelBundle,
+    _read_sidecar,
+    load_checkpoint,
+    save_checkpoint,
+    sidecar_path,
+)
 from .models import DEFAULT_MODEL, resolve_model_path
 from .schema import migrate
 from .workspace import connect, resolve_workspace, transaction
@@ -50,41 +57,32 @@ class ModelRegistry:
         migrate(self.connection, str(self.workspace))
         self.models_dir = self.workspace / "models"
         self.models_dir.mkdir(exist_ok=True)
-        if not self.versions():
-            self._register_bundled_default()
-        else:
-            self._register_new_bundled_default()
+        # the first opening activates the bundled default; after an upgrade that bundles a
+        # new one, it joins as an inactive root and the user's active version stays
+        self._register_bundled_default(activate=not self.versions())
 
     def close(self) -> None:
         self.connection.close()
 
-    def _register_bundled_default(self) -> None:
-        source = resolve_model_path(DEFAULT_MODEL)
-        bundle = load_checkpoint(source)
-        self.register(
-            bundle,
-            parent=None,
-            note=f"bundled default ({DEFAULT_MODEL})",
-            activate=True,
-            metrics=bundle.metrics,
-        )
-
-    def _register_new_bundled_default(self) -> None:
-        """A default bundled by a newer release joins as an inactive root version."""
+    def _register_bundled_default(self, activate: bool) -> None:
         source = resolve_model_path(DEFAULT_MODEL)
         version_id = bundled_version_id(source)
-        if version_id is None or self._row(version_id) is not None:
+        if version_id is None and not activate:
+            return  # a broken installation must not lock users out of their workspace
+        if version_id is not None and self._row(version_id) is not None:
             return
+        bundle = load_checkpoint(source)  # a new workspace reports a broken installation
+        note = f"bundled default ({DEFAULT_MODEL})"
         try:
-            bundle = load_checkpoint(source)
             self.register(
                 bundle,
                 parent=None,
-                note=f"bundled default ({DEFAULT_MODEL}), new in this release; not active",
+                note=note if activate else f"{note}, new in this release; not active",
+                activate=activate,
                 metrics=bundle.metrics,
             )
         except (RegistryError, CheckpointError, sqlite3.IntegrityError):
-            if self._row(version_id) is None:  # not another process registering it
+            if self._row(bundle.version_id) is None:  # not another process registering it
                 raise
 
     # -- writing ------------------------------------------------------------------------
@@ -212,9 +210,9 @@ class ModelRegistry:
 def bundled_version_id(path: Path) -> str | None:
     """The version id in a bundled model's sidecar, without loading its weights."""
     try:
-        return json.loads(sidecar_path(path).read_text())["version_id"]
-    except (OSError, ValueError, KeyError):
-        return None  # a broken installation is reported when the model is loaded
+        return _read_sidecar(path)["version_id"]
+    except CheckpointError:
+        return None  # load_checkpoint then reports what is wrong
 
 
 def active_model_path(workspace: str | Path | None) -> Path:
