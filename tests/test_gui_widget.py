@@ -8,6 +8,7 @@ import torch
 
 from napari_unet.core.checkpoint import save_checkpoint
 from napari_unet.core.io import read_image
+from napari_unet.core.models import CLICK_MODEL, get_model
 from napari_unet.core.sample import SAMPLE_LESION, SAMPLE_T1
 
 pytestmark = pytest.mark.gui
@@ -434,7 +435,14 @@ def test_click_guided_engine_through_the_widget(viewer_with_widget, qtbot):
     assert labels.data[z, 5:9, 5:9].all()
     # clicks use the click model's own threshold until the user moves the slider
     panel = widget.click_panel
-    assert panel.threshold_for(engine) == engine.predictor.bundle.threshold == 0.6
+    bundle = engine.predictor.bundle
+    assert panel.threshold_for(engine) == bundle.threshold == get_model(CLICK_MODEL).threshold
+    shipped = bundle.threshold
+    try:  # a model threshold unlike the slider's shows which one is read
+        bundle.threshold = 0.62
+        assert widget.threshold.value != 0.62 and panel.threshold_for(engine) == 0.62
+    finally:
+        bundle.threshold = shipped
     widget.threshold.value = 0.45
     assert panel.threshold_for(engine) == 0.45
 
@@ -482,7 +490,6 @@ def test_bundled_model_finds_the_sample_lesion(viewer_with_widget, qtbot):
     55.60 mL against 60.25 mL)."""
     from napari_unet.core.inference import Predictor
     from napari_unet.core.metrics import dice
-    from napari_unet.core.models import get_model
     from napari_unet.core.pipeline import binarize
 
     viewer, widget = viewer_with_widget
