@@ -35,6 +35,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 progress=lambda event, bar=bar: bar.update(event.done, event.total),
                 volume=args.volume,
+                mirror=args.mirror,
             )
         except (ImageReadError, ImageWriteError, ValueError, OSError) as exc:
             failures += 1
@@ -132,6 +133,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probabilities", action="store_true", help="also write <name>_prob.nii.gz")
     p.add_argument("--volume", type=int, help="for 4D inputs: which volume to segment")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--mirror",
+        action="store_true",
+        help="test-time augmentation: average with the left-right mirrored pass (about 2x time)",
+    )
     p.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],

@@ -235,11 +235,15 @@ class Predictor:
         stats: list[norm.IntensityStats] | None = None,
         indices: list[int] | None = None,
         chunk_slices: int = 16,
+        mirror: bool = False,
     ) -> Generator[Progress, None, np.ndarray]:
         """Predict every slice (or ``indices``) of a (Z, Y, X) or (C, Z, Y, X) volume.
 
         Returns float32 probabilities shaped like the spatial volume; slices not in
         ``indices`` are zero. Memory stays bounded: slices go through in chunks.
+        ``mirror`` is test-time augmentation: each slice also runs mirrored along its last
+        axis (left-right on axial and coronal slices, as in training), in the same batch,
+        and the two answers are averaged; it takes about twice as long.
         """
         volume = as_channels_first(volume, self.bundle.image_channels, 3)
         stats = stats or self.fit_stats(volume, 3)
@@ -250,16 +254,22 @@ class Predictor:
         total = len(slice_ids)
         done = 0
         yield Progress(0, total, "starting")
+        passes = 2 if mirror else 1
         for start in range(0, total, chunk_slices):
             ids = slice_ids[start : start + chunk_slices]
-            gen = self.iter_predict_stack(self._chunk_inputs(moved, ids, stats), plan)
+            inputs = self._chunk_inputs(moved, ids, stats)
+            if mirror:
+                inputs = np.concatenate([inputs, inputs[..., ::-1]])
+            gen = self.iter_predict_stack(inputs, plan)
             while True:
                 try:
                     event = next(gen)
                 except StopIteration as stop:
                     probs = stop.value
                     break
-                yield Progress(done + event.done, total)
+                yield Progress(done + event.done // passes, total)
+            if mirror:
+                probs = (probs[: len(ids)] + probs[len(ids) :, :, ::-1]) / 2
             result[ids] = probs
             done += len(ids)
         return np.moveaxis(result, 0, axis)
@@ -307,10 +317,11 @@ class Predictor:
         stats: list[norm.IntensityStats] | None = None,
         progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        mirror: bool = False,
     ) -> np.ndarray:
         """Blocking version of :meth:`iter_predict_volume` with an optional callback."""
         return run_with_callback(
-            self.iter_predict_volume(volume, axis, stats), progress, should_stop
+            self.iter_predict_volume(volume, axis, stats, mirror=mirror), progress, should_stop
         )
 
 

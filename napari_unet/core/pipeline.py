@@ -42,9 +42,13 @@ def segment_image(
     image: LoadedImage,
     axis: int = 0,
     progress: Callable[[Progress], None] | None = None,
+    mirror: bool = False,
 ) -> np.ndarray:
-    """Lesion probability for a loaded image (display order), slice by slice along ``axis``."""
-    return predictor.predict_volume(image.data, axis=axis, progress=progress)
+    """Lesion probability for a loaded image (display order), slice by slice along ``axis``.
+
+    ``mirror`` averages with the left-right mirrored pass (test-time augmentation).
+    """
+    return predictor.predict_volume(image.data, axis=axis, progress=progress, mirror=mirror)
 
 
 def segment_file(
@@ -56,11 +60,12 @@ def segment_file(
     overwrite: bool = False,
     progress: Callable[[Progress], None] | None = None,
     volume: int | None = None,
+    mirror: bool = False,
 ) -> SegmentationResult:
     """Read, segment along the axial display axis, and write ``<name>_lesion.nii.gz``."""
     bundle: ModelBundle = predictor.bundle
     image = read_image(source, volume=volume, all_volumes=bundle.image_channels > 1)
-    prob = segment_image(predictor, image, 0, progress)
+    prob = segment_image(predictor, image, 0, progress, mirror=mirror)
     mask = binarize(prob, bundle, threshold, image.geometry.display_spacing)
     name = case_name(source)
     output_dir = Path(output_dir)
