@@ -162,6 +162,8 @@ def test_flip_uncertainty_counts_disagreeing_area_per_slice(rng):
 def test_mirror_tta_averages_the_plain_and_mirrored_passes_on_any_axis(rng):
     """``mirror=True`` is the mean of the plain pass and the mirrored pass, mirrored back,
     for every slice axis and for chunks of any size; progress still counts slices once."""
+    from napari_unet.core.inference import run_with_callback
+
     bundle = _bundle("same")
     predictor = Predictor(bundle, precision="fp32", batch_size=3)
     volume = rng.normal(size=(5, 24, 20)).astype(np.float32)
@@ -177,13 +179,10 @@ def test_mirror_tta_averages_the_plain_and_mirrored_passes_on_any_axis(rng):
         )
         assert np.abs(plain - mirrored).max() > 1e-4  # an untrained net is not symmetric
         events = []
-        gen = predictor.iter_predict_volume(volume, axis, stats, chunk_slices=2, mirror=True)
-        while True:
-            try:
-                events.append(next(gen))
-            except StopIteration as stop:
-                both = stop.value
-                break
+        both = run_with_callback(
+            predictor.iter_predict_volume(volume, axis, stats, chunk_slices=2, mirror=True),
+            events.append,
+        )
         np.testing.assert_allclose(both, (plain + mirrored) / 2, atol=1e-5)
         assert events[-1].done == events[-1].total == volume.shape[axis]
         assert all(e.done <= e.total for e in events)

@@ -224,9 +224,7 @@ class Predictor:
             normalized[-self.bundle.click_channels :] = click_maps
         if not flip_average:
             return drain(self.iter_predict_stack(normalized[None]))[0]
-        pair = np.stack([normalized, normalized[..., ::-1]])
-        prob, mirrored = drain(self.iter_predict_stack(pair))
-        return (prob + mirrored[..., ::-1]) / 2
+        return average_mirrored(drain(self.iter_predict_stack(with_mirrored(normalized[None]))))[0]
 
     def iter_predict_volume(
         self,
@@ -258,9 +256,7 @@ class Predictor:
         for start in range(0, total, chunk_slices):
             ids = slice_ids[start : start + chunk_slices]
             inputs = self._chunk_inputs(moved, ids, stats)
-            if mirror:
-                inputs = np.concatenate([inputs, inputs[..., ::-1]])
-            gen = self.iter_predict_stack(inputs, plan)
+            gen = self.iter_predict_stack(with_mirrored(inputs) if mirror else inputs, plan)
             while True:
                 try:
                     event = next(gen)
@@ -268,9 +264,7 @@ class Predictor:
                     probs = stop.value
                     break
                 yield Progress(done + event.done // passes, total)
-            if mirror:
-                probs = (probs[: len(ids)] + probs[len(ids) :, :, ::-1]) / 2
-            result[ids] = probs
+            result[ids] = average_mirrored(probs) if mirror else probs
             done += len(ids)
         return np.moveaxis(result, 0, axis)
 
@@ -323,6 +317,18 @@ class Predictor:
         return run_with_callback(
             self.iter_predict_volume(volume, axis, stats, mirror=mirror), progress, should_stop
         )
+
+
+def with_mirrored(stack: np.ndarray) -> np.ndarray:
+    """A (N, C, H, W) stack followed by its mirror images along the last axis (2N images)."""
+    return np.concatenate([stack, stack[..., ::-1]])
+
+
+def average_mirrored(probs: np.ndarray) -> np.ndarray:
+    """(N, H, W) from the 2N answers to :func:`with_mirrored`: each plain answer averaged
+    with its mirror's answer, mirrored back."""
+    count = len(probs) // 2
+    return (probs[:count] + probs[count:, ..., ::-1]) / 2
 
 
 def drain(generator: Generator[Progress, None, np.ndarray]) -> np.ndarray:
