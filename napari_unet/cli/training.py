@@ -77,6 +77,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     image_channels = len(train_cases[0].images)
     context_slices = args.context_slices
+    if args.previous_mask and not args.clicks:
+        print("error: --previous-mask is a click-model option; add --clicks", file=sys.stderr)
+        return 2
+    click_channels = (3 if args.previous_mask else 2) if args.clicks else 0
     try:
         model_config = UNetConfig.from_dict(
             {
@@ -98,11 +102,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             from ..core.training.click_training import with_click_channels
 
             init_from = with_click_channels(init_from)
+        if args.previous_mask and init_from.click_channels != 3:
+            from ..core.training.click_training import with_previous_mask_channel
+
+            try:
+                init_from = with_previous_mask_channel(init_from)
+            except ValueError as exc:
+                print(f"error: {args.init}: {exc}", file=sys.stderr)
+                return 2
         model_config = init_from.config
         context_slices = init_from.context_slices
     elif args.clicks:
         model_config = UNetConfig.from_dict(
-            {**model_config.to_dict(), "in_channels": model_config.in_channels + 2}
+            {**model_config.to_dict(), "in_channels": model_config.in_channels + click_channels}
         )
     config = TrainConfig(
         model=model_config,
@@ -121,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         hard_negative_fraction=args.hard_negative_fraction,
         mine_every=args.mine_every,
-        click_channels=2 if args.clicks else 0,
+        click_channels=init_from.click_channels if init_from is not None else click_channels,
         context_slices=context_slices,
     )
     bar = ProgressBar("loading volumes")
@@ -254,6 +266,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="train a click-guided model (two click channels, simulated users); with --init, "
         "start from that automatic model",
+    )
+    p.add_argument(
+        "--previous-mask",
+        action="store_true",
+        help="with --clicks: a third click channel holding the object before the latest "
+        "click (RITM-style); with --init of a two-channel click model, that channel is "
+        "added with zero weights",
     )
     p.add_argument(
         "--context-slices",

@@ -236,6 +236,11 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         )
     context = int(meta.get("context_slices", 0))
     click_channels = int(meta.get("click_channels", 0))
+    if click_channels not in (0, 2, 3):
+        raise CheckpointError(
+            f"{sidecar_path(path)}: click_channels is {click_channels}; napari-unet reads 0 "
+            "(automatic), 2 (positive and negative clicks) or 3 (plus the previous mask)"
+        )
     if context < 0 or (config.in_channels - click_channels) % (2 * context + 1):
         raise CheckpointError(
             f"{sidecar_path(path)}: {config.in_channels} input channels cannot hold "

@@ -1,7 +1,10 @@
 """Click encoding for click-guided models, and the clicks a simulated user would make.
 
 A click-guided U-Net takes two extra input channels: Gaussian maps (peak 1) of the
-positive and of the negative clicks. The same simulated user serves training
+positive and of the negative clicks. A model with three takes, as the third, the
+object drawn by the clicks before the latest one (RITM-style previous mask), so a
+late click refines the boundary it sees instead of re-deriving the whole object.
+The same simulated user serves training
 (DeepGrow/DeepEdit-style iterative clicks) and the NoC evaluation: the first click
 goes to the centre of a lesion, each later click to the centre of the largest
 remaining error, positive on a missed region and negative on a false one.
@@ -16,16 +19,36 @@ from scipy import ndimage
 
 CLICK_SIGMA = 3.0  # pixels
 CLICK_CHANNELS = 2  # positive map, negative map
+PREVIOUS_MASK_CHANNELS = 3  # positive map, negative map, previous object
+SUPPORTED_CLICK_CHANNELS = (CLICK_CHANNELS, PREVIOUS_MASK_CHANNELS)
 
 _RADIUS = int(np.ceil(3 * CLICK_SIGMA))
 _yy, _xx = np.mgrid[-_RADIUS : _RADIUS + 1, -_RADIUS : _RADIUS + 1]
 _STAMP = np.exp(-(_yy**2 + _xx**2) / (2 * CLICK_SIGMA**2)).astype(np.float32)
 
 
-def click_maps(shape: tuple[int, int], clicks: Iterable[tuple[int, int, bool]]) -> np.ndarray:
-    """(2, H, W) float32 maps of (row, col, positive) clicks; clicks outside are ignored."""
+def click_maps(
+    shape: tuple[int, int],
+    clicks: Iterable[tuple[int, int, bool]],
+    channels: int = CLICK_CHANNELS,
+    previous: np.ndarray | None = None,
+) -> np.ndarray:
+    """(channels, H, W) float32 maps of (row, col, positive) clicks; clicks outside are ignored.
+
+    With ``channels=3`` the third map is ``previous``, the object before the latest
+    click (all zero when it is ``None``).
+    """
+    if channels not in SUPPORTED_CLICK_CHANNELS:
+        raise ValueError(
+            f"click-guided models take {' or '.join(map(str, SUPPORTED_CLICK_CHANNELS))} "
+            f"click channels, not {channels}"
+        )
     height, width = shape
-    maps = np.zeros((CLICK_CHANNELS, height, width), dtype=np.float32)
+    maps = np.zeros((channels, height, width), dtype=np.float32)
+    if channels == PREVIOUS_MASK_CHANNELS and previous is not None:
+        if previous.shape != (height, width):
+            raise ValueError(f"previous mask {previous.shape} does not match the maps {shape}")
+        maps[2] = previous > 0
     for row, col, positive in clicks:
         if not (0 <= row < height and 0 <= col < width):
             continue
@@ -37,6 +60,18 @@ def click_maps(shape: tuple[int, int], clicks: Iterable[tuple[int, int, bool]]) 
         target = maps[0 if positive else 1, r0:r1, c0:c1]
         np.maximum(target, stamp, out=target)
     return maps
+
+
+def clicked_object(mask: np.ndarray, clicks: Iterable[tuple[int, int, bool]]) -> np.ndarray:
+    """The parts of ``mask`` (8-connected) that hold a positive click: what the engine keeps."""
+    labels, _ = ndimage.label(mask > 0, structure=np.ones((3, 3)))
+    height, width = mask.shape
+    keep = {
+        int(labels[r, c])
+        for r, c, positive in clicks
+        if positive and 0 <= r < height and 0 <= c < width
+    } - {0}
+    return np.isin(labels, list(keep)) if keep else np.zeros(mask.shape, dtype=bool)
 
 
 def centre_of(region: np.ndarray) -> tuple[int, int]:

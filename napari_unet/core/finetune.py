@@ -230,6 +230,7 @@ def finetune(
                     device,
                     "fp32",
                     centre_channel=base_bundle.context_slices,
+                    click_channels=base_bundle.click_channels,
                 )
             loss = (
                 dice_ce_loss(trained(x.to(device)), y.to(device), base_bundle.config.num_classes)

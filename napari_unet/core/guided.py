@@ -1,8 +1,9 @@
 """Point-and-click with a click-guided U-Net (the DeepGrow/DeepEdit-style engine).
 
 Each click re-runs the click-guided network on a patch around the click, with
-all of that slice's clicks (inside the patch) encoded as Gaussian maps. The
-network's object is the part of its mask connected to a positive click.
+all of that slice's clicks (inside the patch) encoded as Gaussian maps, and, for
+a model with a previous-mask channel, the object this engine drew before the
+click. The network's object is the part of its mask connected to a positive click.
 
 How a click changes the mask:
 
@@ -85,7 +86,10 @@ class GuidedClickEngine:
         rows, cols = patch_box(click.row, click.col, image.shape[-2:], self.patch)
         patch_image = image[..., rows, cols]
         local = [(c.row - rows.start, c.col - cols.start, c.positive) for c in self.clicks[key]]
-        maps = click_maps(patch_image.shape[-2:], local)
+        previous = self.added[key][rows, cols] if key in self.added else None
+        maps = click_maps(
+            patch_image.shape[-2:], local, self.predictor.bundle.click_channels, previous
+        )
         prob = self.predictor.predict_slice(
             patch_image, self.stats, click_maps=maps, flip_average=self.flip_average
         )

@@ -5,7 +5,9 @@ share of patches gets none (so the network stays an automatic model), the others
 get a first positive click near a lesion's centre and then up to
 ``corrective_rounds`` clicks at the largest error of the network's own current
 prediction (run without gradients), positive on misses and negative on false
-positives.
+positives. For a model with a previous-mask channel, each round also feeds the
+object the earlier clicks drew (the part of that prediction connected to a
+positive click, as the engine keeps it), as RITM does.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import torch
 from scipy import ndimage
 
 from ..checkpoint import ModelBundle, new_version_id
-from ..click_maps import CLICK_CHANNELS, click_maps, first_click, next_click
+from ..click_maps import (
+    CLICK_CHANNELS,
+    PREVIOUS_MASK_CHANNELS,
+    click_maps,
+    clicked_object,
+    first_click,
+    next_click,
+)
 from ..precision import autocast
 from ..unet import UNet, UNetConfig
 
@@ -28,6 +37,24 @@ def with_click_channels(bundle: ModelBundle, extra: int = CLICK_CHANNELS) -> Mod
     """
     if bundle.click_channels:
         raise ValueError(f"{bundle.version_id} already has {bundle.click_channels} click channels")
+    return _with_zero_input_channels(bundle, extra, extra)
+
+
+def with_previous_mask_channel(bundle: ModelBundle) -> ModelBundle:
+    """A copy of a two-channel click model with a zero-initialized previous-mask channel.
+
+    Whatever the previous mask holds, the new network computes exactly what the old one
+    did, so training starts from the click model's quality.
+    """
+    if bundle.click_channels != CLICK_CHANNELS:
+        raise ValueError(
+            f"{bundle.version_id} has {bundle.click_channels} click channels; a previous-mask "
+            f"channel is added to a click model with {CLICK_CHANNELS} (lesion-t1-clicks)"
+        )
+    return _with_zero_input_channels(bundle, 1, PREVIOUS_MASK_CHANNELS)
+
+
+def _with_zero_input_channels(bundle: ModelBundle, extra: int, click_channels: int) -> ModelBundle:
     config = UNetConfig.from_dict(
         {**bundle.config.to_dict(), "in_channels": bundle.config.in_channels + extra}
     )
@@ -46,7 +73,7 @@ def with_click_channels(bundle: ModelBundle, extra: int = CLICK_CHANNELS) -> Mod
         bundle.threshold,
         min_lesion_voxels=bundle.min_lesion_voxels,
         min_lesion_extent_mm=bundle.min_lesion_extent_mm,
-        click_channels=extra,
+        click_channels=click_channels,
         context_slices=bundle.context_slices,
         provenance={"expanded_from": bundle.version_id},
     )
@@ -64,9 +91,16 @@ def _background_click(
     return int(rows[k]), int(cols[k]), False
 
 
-def _encode(images: torch.Tensor, clicks: list[list[tuple[int, int, bool]]]) -> torch.Tensor:
+def _encode(
+    images: torch.Tensor,
+    clicks: list[list[tuple[int, int, bool]]],
+    channels: int,
+    previous: list[np.ndarray | None],
+) -> torch.Tensor:
     shape = tuple(images.shape[-2:])
-    maps = np.stack([click_maps(shape, c) for c in clicks])
+    maps = np.stack(
+        [click_maps(shape, c, channels, p) for c, p in zip(clicks, previous, strict=True)]
+    )
     return torch.cat([images, torch.from_numpy(maps)], dim=1)
 
 
@@ -81,14 +115,16 @@ def add_simulated_clicks(
     corrective_rounds: int = 3,
     threshold: float = 0.5,
     centre_channel: int = 0,
+    click_channels: int = CLICK_CHANNELS,
 ) -> torch.Tensor:
-    """Images (B, C, P, P) with two click channels appended, from a simulated user.
+    """Images (B, C, P, P) with ``click_channels`` click channels appended, from a simulated user.
 
     ``centre_channel`` is the channel holding the clicked slice itself (2.5D inputs
     also hold its neighbours).
     """
     truths = masks.numpy() > 0.5
     clicks: list[list[tuple[int, int, bool]]] = [[] for _ in range(len(truths))]
+    previous: list[np.ndarray | None] = [None] * len(truths)
     active = []
     for b, truth in enumerate(truths):
         if rng.random() < no_click_fraction:
@@ -106,11 +142,13 @@ def add_simulated_clicks(
         was_training = model.training
         model.eval()
         with torch.no_grad(), autocast(precision, device):
-            logits = model(_encode(images, clicks).to(device))
+            logits = model(_encode(images, clicks, click_channels, previous).to(device))
         model.train(was_training)
         predicted = model.lesion_probability(logits.float()).cpu().numpy() >= threshold
         for b in active:
             click = next_click(predicted[b], truths[b])
             if click is not None:
+                if click_channels == PREVIOUS_MASK_CHANNELS:
+                    previous[b] = clicked_object(predicted[b], clicks[b])
                 clicks[b].append(click)
-    return _encode(images, clicks)
+    return _encode(images, clicks, click_channels, previous)

@@ -295,6 +295,7 @@ def train(
                 config.corrective_rounds,
                 config.threshold,
                 centre_channel=config.context_slices,
+                click_channels=config.click_channels,
             )
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
