@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The shipped default model's whole recipe (docs/model-card.md), end to end, with the wall
+# time of every step. Usage: bash scripts/train_default.sh [OUT]   (default runs/recipe)
+#
+# Data: runs/synth64 (standard profile) and runs/synth_wide (wide profile) are generated
+# when missing (a time of 0 means they were there before). Every phase is seeded; run it
+# again after an interruption and it goes on where it stopped (finished steps are skipped,
+# an unfinished training phase resumes from its saved state).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT="${1:-runs/recipe}"
+NAPARI_UNET="${NAPARI_UNET:-.venv/bin/napari-unet}"
+PY="${PY:-.venv/bin/python}"
+mkdir -p "$OUT"
+TIMES="$OUT/times.tsv"
+[ -f "$TIMES" ] || printf 'step\tseconds\n' > "$TIMES"
+
+step() {  # step NAME OUTPUT COMMAND...: skipped when times.tsv says NAME finished
+  local name="$1" output="$2"
+  shift 2
+  if grep -q "^$name"$'\t' "$TIMES" && [ -e "$output" ]; then
+    echo "== $name: finished before ($output)"
+    return
+  fi
+  echo "== $name"
+  local start=$SECONDS
+  "$@"
+  printf '%s\t%s\n' "$name" "$((SECONDS - start))" >> "$TIMES"
+}
+
+if [ -f runs/synth64/dataset.json ] && ! grep -q "^synth standard" "$TIMES"; then
+  printf 'synth standard\t0\n' >> "$TIMES"  # generated before this run
+fi
+if [ -f runs/synth_wide/dataset.json ] && ! grep -q "^synth wide" "$TIMES"; then
+  printf 'synth wide\t0\n' >> "$TIMES"
+fi
+step "synth standard" runs/synth64/dataset.json \
+  "$NAPARI_UNET" synth --output runs/synth64 --train 64 --val 10 --seed 0 --workers 2
+step "synth wide" runs/synth_wide/dataset.json \
+  "$NAPARI_UNET" synth --output runs/synth_wide --train 64 --val 0 --seed 1 --acquisition wide --workers 2
+step "phase 1" "$OUT/p1/best.safetensors" \
+  "$NAPARI_UNET" train --data runs/synth64 --output "$OUT/p1" --widths 8,24,48,96,192 \
+  --steps 2000 --val-every 400 --seed 0 --threads 2
+step "phase 2" "$OUT/p2/best.safetensors" \
+  "$NAPARI_UNET" train --data runs/synth64 --output "$OUT/p2" --init "$OUT/p1/best.safetensors" \
+  --steps 2400 --lr 1e-3 --warmup 20 --lesion-fraction 0.5 --min-lesion-voxels 30 \
+  --val-every 600 --seed 1 --threads 2
+step "tune phase 2" "$OUT/p2/tuned.safetensors" \
+  "$PY" scripts/tune_postprocess.py --model "$OUT/p2/best.safetensors" --data runs/synth64 \
+  --cases 16 --threads 2 --output "$OUT/p2/tuned.safetensors"
+step "phase 3" "$OUT/p3/best.safetensors" \
+  "$NAPARI_UNET" train --data runs/synth64 --data runs/synth_wide --output "$OUT/p3" \
+  --init "$OUT/p2/tuned.safetensors" --steps 2400 --lr 1e-3 --warmup 20 \
+  --lesion-fraction 0.5 --min-lesion-voxels 30 --val-every 600 --seed 2 --threads 2
+# the first 16 training cases of the combined data are runs/synth64's (names sort first)
+step "tune phase 3" "$OUT/p3/tuned.safetensors" \
+  "$PY" scripts/tune_postprocess.py --model "$OUT/p3/best.safetensors" --data runs/synth64 \
+  --cases 16 --threads 2 --output "$OUT/p3/tuned.safetensors"
+step "phase 4" "$OUT/p4/best.safetensors" \
+  "$NAPARI_UNET" train --data runs/synth64 --data runs/synth_wide --output "$OUT/p4" \
+  --init "$OUT/p3/best.safetensors" --steps 1600 --lr 3e-4 --warmup 20 \
+  --lesion-fraction 0.5 --hard-negative-fraction 0.2 --mine-every 400 \
+  --min-lesion-voxels 30 --val-every 400 --seed 3 --threads 2
+step "post-process phase 4" "$OUT/p4/final.safetensors" \
+  "$PY" scripts/tune_postprocess.py --model "$OUT/p4/best.safetensors" \
+  --copy-from "$OUT/p3/tuned.safetensors" --output "$OUT/p4/final.safetensors"
+step "average" "$OUT/soup.safetensors" \
+  "$PY" scripts/average_weights.py "$OUT/p3/tuned.safetensors" "$OUT/p4/final.safetensors" \
+  --weight 0.5 --postprocess-from "$OUT/p3/tuned.safetensors" --output "$OUT/soup.safetensors"
+echo "== wall time per step (s)"
+cat "$TIMES"
+echo "model: $OUT/soup.safetensors"
