@@ -1,4 +1,4 @@
-"""Test helpers: NIfTI files with chosen affines and synthetic DICOM series."""
+"""Test helpers: NIfTI files with chosen affines, synthetic DICOM series, toy training volumes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from napari_unet.core.training.slices import Volume
 
 
 def oblique_affine(spacing=(0.9, 1.1, 3.0), angles=(0.25, -0.15, 0.1), origin=(-90, 100, -60)):
@@ -89,3 +91,17 @@ def write_dicom_series(
         ds.PixelData = volume[k].astype(np.uint16).tobytes()
         ds.save_as(str(folder / f"IM{file_index:04d}.dcm"), enforce_file_format=True)
     return folder
+
+
+def toy_volume(seed: int) -> Volume:
+    """Noisy bright tissue with dark spherical 'lesions' (learnable in a few dozen steps)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:6, :48, :48]
+    image = rng.normal(1.0, 0.1, (6, 48, 48))
+    mask = np.zeros((6, 48, 48), np.uint8)
+    for _ in range(2):
+        cy, cx = rng.integers(12, 36, 2)
+        blob = (y - cy) ** 2 + (x - cx) ** 2 < rng.integers(16, 50)
+        mask |= blob.astype(np.uint8)
+    image[mask > 0] -= 1.5
+    return Volume(f"c{seed}", image[None].astype(np.float16), mask, (1.0, 1.0, 1.0))

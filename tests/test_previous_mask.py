@@ -21,9 +21,10 @@ from napari_unet.core.training.click_training import (
     with_click_channels,
     with_previous_mask_channel,
 )
-from napari_unet.core.training.slices import Volume
 from napari_unet.core.training.trainer import TrainConfig, train
 from napari_unet.core.unet import UNetConfig
+
+from .helpers import toy_volume
 
 
 def test_third_map_is_the_previous_mask():
@@ -105,16 +106,6 @@ def test_simulated_user_feeds_the_object_of_the_earlier_clicks(click_bundle):
     assert fed > 0  # corrective rounds happened and passed their object on
 
 
-def _toy_volume(seed: int) -> Volume:
-    rng = np.random.default_rng(seed)
-    _, y, x = np.mgrid[:6, :48, :48]
-    image = rng.normal(1.0, 0.1, (6, 48, 48))
-    cy, cx = rng.integers(14, 34, 2)
-    mask = ((y - cy) ** 2 + (x - cx) ** 2 < 40).astype(np.uint8)
-    image[mask > 0] -= 1.5
-    return Volume(f"c{seed}", image[None].astype(np.float16), mask, (1.0, 1.0, 1.0))
-
-
 def test_training_a_previous_mask_model_end_to_end(tmp_path):
     torch.set_num_threads(2)
     model = UNetConfig(
@@ -133,7 +124,7 @@ def test_training_a_previous_mask_model_end_to_end(tmp_path):
         device="cpu",
         click_channels=3,
     )
-    volumes = [_toy_volume(s) for s in range(4)]
+    volumes = [toy_volume(s) for s in range(4)]
     gen = train(volumes[:3], volumes[3:], config, tmp_path / "run")
     while True:
         try:

@@ -8,23 +8,11 @@ import torch
 
 from napari_unet.core.checkpoint import load_checkpoint
 from napari_unet.core.normalization import NormalizationSpec
-from napari_unet.core.training.slices import SliceBank, Volume
+from napari_unet.core.training.slices import SliceBank
 from napari_unet.core.training.trainer import TrainConfig, dice_ce_loss, train
 from napari_unet.core.unet import UNetConfig
 
-
-def _volume(seed: int) -> Volume:
-    """Noisy bright tissue with dark spherical 'lesions' (learnable in a few dozen steps)."""
-    rng = np.random.default_rng(seed)
-    z, y, x = np.mgrid[:6, :48, :48]
-    image = rng.normal(1.0, 0.1, (6, 48, 48))
-    mask = np.zeros((6, 48, 48), np.uint8)
-    for _ in range(2):
-        cy, cx = rng.integers(12, 36, 2)
-        blob = (y - cy) ** 2 + (x - cx) ** 2 < rng.integers(16, 50)
-        mask |= blob.astype(np.uint8)
-    image[mask > 0] -= 1.5
-    return Volume(f"c{seed}", image[None].astype(np.float16), mask, (1.0, 1.0, 1.0))
+from .helpers import toy_volume
 
 
 def _config(steps: int, seed: int = 0) -> TrainConfig:
@@ -60,7 +48,7 @@ def _run(volumes, config, run_dir, resume=True, stop_after=None):
 
 def test_loss_falls_and_best_checkpoint_is_valid(tmp_path):
     torch.set_num_threads(2)
-    volumes = [_volume(s) for s in range(4)]
+    volumes = [toy_volume(s) for s in range(4)]
     events, best = _run(volumes, _config(60), tmp_path / "run")
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     losses = [loss for _, loss in history["train"]]
@@ -75,7 +63,7 @@ def test_loss_falls_and_best_checkpoint_is_valid(tmp_path):
 
 def test_resume_continues_exactly_and_seed_reproduces(tmp_path):
     torch.set_num_threads(1)
-    volumes = [_volume(s) for s in range(4)]
+    volumes = [toy_volume(s) for s in range(4)]
     straight, _ = _run(volumes, _config(40), tmp_path / "a")
     _run(volumes, _config(40), tmp_path / "b", stop_after=20)  # interrupted after step 20
     resumed, _ = _run(volumes, _config(40), tmp_path / "b")
@@ -90,7 +78,7 @@ def test_resume_continues_exactly_and_seed_reproduces(tmp_path):
 
 
 def test_patches_are_lesion_biased():
-    bank = SliceBank([_volume(0)])
+    bank = SliceBank([toy_volume(0)])
     rng = np.random.default_rng(0)
     _, masks = bank.sample(rng, 64, 32, lesion_fraction=1.0)
     assert (masks.reshape(64, -1).max(axis=1) > 0).mean() > 0.9

@@ -80,7 +80,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.previous_mask and not args.clicks:
         print("error: --previous-mask is a click-model option; add --clicks", file=sys.stderr)
         return 2
-    click_channels = (3 if args.previous_mask else 2) if args.clicks else 0
+    from ..core.click_maps import CLICK_CHANNELS, PREVIOUS_MASK_CHANNELS
+
+    click_channels = (
+        (PREVIOUS_MASK_CHANNELS if args.previous_mask else CLICK_CHANNELS) if args.clicks else 0
+    )
     try:
         model_config = UNetConfig.from_dict(
             {

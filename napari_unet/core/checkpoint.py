@@ -26,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .click_maps import SUPPORTED_CLICK_CHANNELS
 from .normalization import NormalizationSpec
 from .unet import UNet, UNetConfig
 
@@ -236,7 +237,7 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         )
     context = int(meta.get("context_slices", 0))
     click_channels = int(meta.get("click_channels", 0))
-    if click_channels not in (0, 2, 3):
+    if click_channels not in (0, *SUPPORTED_CLICK_CHANNELS):
         raise CheckpointError(
             f"{sidecar_path(path)}: click_channels is {click_channels}; napari-unet reads 0 "
             "(automatic), 2 (positive and negative clicks) or 3 (plus the previous mask)"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .click_maps import click_maps
+from .click_maps import click_maps, clicked_object
 from .clicks import Click, check_inside, component_at, grow_from_click, patch_box
 from .inference import Predictor
 
@@ -100,11 +100,9 @@ class GuidedClickEngine:
     ) -> np.ndarray | None:
         """The network's object (parts connected to positive clicks) if it obeys every click."""
         clicks = _in_patch(self.clicks[key], rows, cols)
-        labels, _ = ndimage.label(found, structure=np.ones((3, 3)))
-        keep = {int(labels[r, c]) for r, c, positive in clicks if positive} - {0}
-        if not keep:
+        candidate = clicked_object(found, clicks)
+        if not candidate.any():
             return None
-        candidate = np.isin(labels, list(keep))
         if all(candidate[r, c] == positive for r, c, positive in clicks):
             return candidate
         return None
