@@ -10,12 +10,14 @@ and writes a copy of the checkpoint whose sidecar declares the best combination:
 
 ``--copy-from OTHER`` skips the tuning and declares OTHER's post-processing instead (for a
 fine-tuned model that keeps the choice made for its parent).
+
+The scoring (``napari_unet.core.postprocess_search``) labels each volume once per threshold
+and gives exactly the scores of ``model_postprocess`` followed by ``dice`` and ``lesion_f1``.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 
@@ -38,10 +40,9 @@ def main() -> int:
     import torch
 
     from napari_unet.core.checkpoint import load_checkpoint, new_version_id, save_checkpoint
-    from napari_unet.core.editing import model_postprocess
     from napari_unet.core.inference import Predictor
     from napari_unet.core.io import read_image
-    from napari_unet.core.metrics import dice, lesion_f1
+    from napari_unet.core.postprocess_search import search_postprocess
     from napari_unet.core.training.datasets import find_cases
 
     torch.set_num_threads(args.threads)
@@ -70,24 +71,21 @@ def main() -> int:
         prob = predictor.predict_volume(image.data, axis=0).astype(np.float16)
         predicted.append((prob, truth, image.geometry.display_spacing))
         sys.stdout.write(f"predicted {done}/{len(cases)} {case.case}\n")
-    grid = itertools.product(
-        (0.3, 0.4, 0.5, 0.6, 0.7), (0, 10, 30, 100), (0.0, 2.0, 3.0, 5.0, 7.0, 9.0)
-    )
-    results = []
-    for threshold, min_voxels, min_extent in grid:
-        dices, f1s = [], []
-        for prob, truth, spacing in predicted:
-            mask = (prob >= threshold).astype(np.uint8)
-            cleaned = model_postprocess(mask, min_voxels, min_extent, spacing) > 0
-            dices.append(dice(cleaned, truth))
-            f1s.append(lesion_f1(cleaned, truth))
-        results.append(
-            (float(np.mean(dices)), float(np.mean(f1s)), threshold, min_voxels, min_extent)
+    results = [
+        (r.dice, r.lesion_f1, r.threshold, r.min_voxels, r.min_extent_mm)
+        for r in search_postprocess(
+            predicted,
+            thresholds=(0.3, 0.4, 0.5, 0.6, 0.7),
+            min_voxels=(0, 10, 30, 100),
+            min_extents_mm=(0.0, 2.0, 3.0, 5.0, 7.0, 9.0),
+            progress=lambda line: sys.stdout.write(line + "\n"),
         )
+    ]
+    for mean_dice, mean_f1, threshold, min_voxels, min_extent in results:
         sys.stdout.write(
             f"threshold {threshold:.1f}  min voxels {min_voxels:4d}  "
             f"min extent {min_extent:4.1f} mm  "
-            f"Dice {results[-1][0]:.4f}  lesion F1 {results[-1][1]:.4f}\n"
+            f"Dice {mean_dice:.4f}  lesion F1 {mean_f1:.4f}\n"
         )
 
     def score(result: tuple) -> float:
