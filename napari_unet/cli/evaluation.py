@@ -29,9 +29,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"{summary['mean_abs_volume_diff_ml']:8.3f} {summary['mean_abs_lesion_count_diff']:5.2f} "
         f"{summary['mean_hd95_mm']:8.2f}"
     )
+    print(
+        f"95 % bootstrap interval over {summary['cases']} cases: Dice "
+        f"{summary['dice_ci95'][0]:.3f}-{summary['dice_ci95'][1]:.3f}, lesion F1 "
+        f"{summary['lesion_f1_ci95'][0]:.3f}-{summary['lesion_f1_ci95'][1]:.3f}"
+    )
     if args.json:
         Path(args.json).write_text(
             json.dumps({"cases": [r.to_dict() for r in results], "summary": summary}, indent=2)
+        )
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Paired bootstrap comparison of two evaluations of the same cases."""
+    from ..core.evaluation import compare_evaluations
+
+    try:
+        differences = compare_evaluations(args.a, args.b)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"b - a over {differences[0].cases} cases (a = {args.a}, b = {args.b})")
+    print(
+        f"{'metric':20s} {'mean a':>8s} {'mean b':>8s} {'b - a':>8s} {'95 % interval':>18s} "
+        f"{'b ahead':>8s}"
+    )
+    for d in differences:
+        print(
+            f"{d.metric:20s} {d.mean_a:8.4f} {d.mean_b:8.4f} {d.difference:+8.4f} "
+            f"{d.ci_low:+8.4f} {d.ci_high:+8.4f} {d.fraction_b_ahead:8.1%}"
+        )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"a": args.a, "b": args.b, "differences": [d.to_dict() for d in differences]},
+                indent=2,
+            )
         )
         print(f"wrote {args.json}")
     return 0
@@ -96,6 +131,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", required=True, help="mask file or folder (matched by case name)")
     p.add_argument("--json", help="write per-case and mean metrics here")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "compare", help="paired bootstrap difference of two 'evaluate --json' results"
+    )
+    p.add_argument("a", help="evaluation JSON of the reference model")
+    p.add_argument("b", help="evaluation JSON of the candidate, on the same cases")
+    p.add_argument("--json", help="write the differences here")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "evaluate-clicks", help="NoC@85/90 and Dice@1/3/5 of both click engines (simulated user)"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from .io import case_name, check_same_grid, read_image
 from .metrics import CaseMetrics, evaluate_case, summarize
+from .statistics import PairedDifference, paired_difference
 
 
 def _pairs(pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
@@ -47,3 +49,35 @@ def evaluate_paths(pred: str | Path, truth: str | Path) -> tuple[list[CaseMetric
         check_same_grid(p, t, "refusing to compare")
         results.append(evaluate_case(name, p.data > 0.5, t.data > 0.5, t.geometry.display_spacing))
     return results, summarize(results)
+
+
+COMPARED_METRICS = ("dice", "lesion_f1", "abs_volume_diff_ml")
+
+
+def _cases_of(path: Path) -> dict[str, dict]:
+    try:
+        cases = json.loads(path.read_text())["cases"]
+        return {case["case"]: case for case in cases}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{path}: not an evaluation written by 'napari-unet evaluate --json' ({exc})"
+        ) from exc
+
+
+def compare_evaluations(path_a: str | Path, path_b: str | Path) -> list[PairedDifference]:
+    """Paired bootstrap differences (b - a) of two evaluations of the same cases."""
+    cases_a, cases_b = _cases_of(Path(path_a)), _cases_of(Path(path_b))
+    if set(cases_a) != set(cases_b):
+        only_a = sorted(set(cases_a) - set(cases_b))[:5]
+        only_b = sorted(set(cases_b) - set(cases_a))[:5]
+        raise ValueError(
+            f"{path_a} and {path_b} score different cases (only in the first: {only_a}, "
+            f"only in the second: {only_b}); evaluate both models on the same data"
+        )
+    names = sorted(cases_a)
+    return [
+        paired_difference(
+            metric, [cases_a[n][metric] for n in names], [cases_b[n][metric] for n in names]
+        )
+        for metric in COMPARED_METRICS
+    ]

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from .statistics import bootstrap_mean_ci
+
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     """Dice coefficient; 1.0 when both masks are empty."""
@@ -107,8 +109,8 @@ def evaluate_case(
     )
 
 
-def summarize(results: list[CaseMetrics]) -> dict[str, float]:
-    """Means over cases (HD95 over cases where it is finite)."""
+def summarize(results: list[CaseMetrics]) -> dict:
+    """Means over cases (HD95 over cases where it is finite), with bootstrap 95 % intervals."""
     if not results:
         return {}
     keys = ["dice", "lesion_f1", "abs_volume_diff_ml", "abs_lesion_count_diff"]
@@ -116,4 +118,6 @@ def summarize(results: list[CaseMetrics]) -> dict[str, float]:
     finite = [r.hd95_mm for r in results if np.isfinite(r.hd95_mm)]
     summary["mean_hd95_mm"] = float(np.mean(finite)) if finite else float("nan")
     summary["cases"] = len(results)
+    for key in ("dice", "lesion_f1"):  # how far the mean over these few cases can be trusted
+        summary[f"{key}_ci95"] = list(bootstrap_mean_ci([getattr(r, key) for r in results]))
     return summary
