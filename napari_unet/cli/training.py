@@ -137,6 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         hard_negative_fraction=args.hard_negative_fraction,
         mine_every=args.mine_every,
+        lesion_wise_weight=args.lesion_wise_weight,
         click_channels=init_from.click_channels if init_from is not None else click_channels,
         context_slices=context_slices,
     )
@@ -263,6 +264,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help="share of patches centred on false positives mined from the current model",
+    )
+    p.add_argument(
+        "--lesion-wise-weight",
+        type=float,
+        default=0.0,
+        help="weight of a per-lesion Dice term that counts every lesion equally (small lesions)",
     )
     p.add_argument("--mine-every", type=int, default=250, help="steps between mining rounds")
     p.add_argument(

@@ -29,6 +29,7 @@ from ..normalization import NormalizationSpec, identity_stats
 from ..precision import autocast, resolve_precision
 from ..unet import UNet, UNetConfig
 from .click_training import add_simulated_clicks
+from .losses import lesion_probability, lesion_wise_dice_loss
 from .slices import SliceBank, Volume
 
 DEFAULT_MODEL = UNetConfig(
@@ -61,6 +62,7 @@ class TrainConfig:
     context_slices: int = 0  # 2.5D: neighbours on each side given as extra channels
     no_click_fraction: float = 0.25  # click models: patches with no clicks (automatic mode)
     corrective_rounds: int = 3  # click models: most simulated corrective clicks per patch
+    lesion_wise_weight: float = 0.0  # >0: add a per-lesion Dice term (training/losses.py)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -302,6 +304,9 @@ def train(
         with autocast(precision, device):
             logits = model(images.to(device).contiguous(memory_format=memory_format))
         loss = dice_ce_loss(logits.float(), masks.to(device), config.model.num_classes)
+        if config.lesion_wise_weight > 0:
+            prob = lesion_probability(logits.float(), config.model.num_classes)
+            loss = loss + config.lesion_wise_weight * lesion_wise_dice_loss(prob, masks.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
