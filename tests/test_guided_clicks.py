@@ -217,6 +217,8 @@ def test_evaluate_click_engines_reports_every_task(sample):
     assert all(1 <= n <= 3 for n in case["guided_task_noc90"] + case["baseline_task_noc90"])
     assert case["guided_noc90"] == pytest.approx(np.mean(case["guided_task_noc90"]))
     assert report["guided"]["noc90"] == pytest.approx(case["guided_noc90"])
+    # one brain: resampling brains can only give back its own mean
+    assert report["guided"]["noc90_ci95"] == pytest.approx([case["guided_noc90"]] * 2)
     assert len(report["mean_curves"]["guided"]) == 3
     # the large lesion (about 1,800 pixels in its box) reaches Dice 0.9 within two clicks,
     # and the guided curve rises with clicks

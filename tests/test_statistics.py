@@ -100,3 +100,22 @@ def test_evaluate_reports_the_interval(tmp_path, capsys):
     dice_x = 2 * 60 / (60 + 75)
     assert summary["dice_ci95"] == pytest.approx([dice_x, 1.0])
     assert "95 % bootstrap interval over 2 cases" in capsys.readouterr().out
+
+
+def test_grouped_interval_resamples_brains_not_slices():
+    from napari_unet.core.statistics import bootstrap_grouped_mean_ci
+
+    singles = [[v] for v in np.random.default_rng(4).random(30)]
+    assert bootstrap_grouped_mean_ci(singles) == pytest.approx(
+        bootstrap_mean_ci([g[0] for g in singles]), abs=1e-12
+    )  # one item per group: the plain bootstrap
+    # 10 brains whose slices agree with each other: far wider than 100 independent slices
+    rng = np.random.default_rng(5)
+    brains = [[level] * 10 for level in rng.random(10) * 10]
+    grouped = bootstrap_grouped_mean_ci(brains)
+    flat = bootstrap_mean_ci([v for g in brains for v in g])
+    assert grouped[1] - grouped[0] > 2.5 * (flat[1] - flat[0])
+    pooled = np.mean([v for g in brains for v in g])
+    assert grouped[0] < pooled < grouped[1]
+    with pytest.raises(ValueError, match="non-empty group"):
+        bootstrap_grouped_mean_ci([[], []])

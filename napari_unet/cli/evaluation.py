@@ -118,6 +118,9 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
             f"{label:34s} {r['noc85']:7.2f} {r['noc90']:7.2f} {r['dice@1']:7.3f} "
             f"{r['dice@3']:7.3f} {r['dice@5']:7.3f}"
         )
+    if "noc90_ci95" in result["guided"]:
+        low, high = result["guided"]["noc90_ci95"]
+        print(f"click-guided NoC@90, 95 % bootstrap interval over brains: {low:.2f}-{high:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")

@@ -19,6 +19,7 @@ from scipy import ndimage
 from .click_maps import next_click
 from .clicks import Click
 from .metrics import dice
+from .statistics import bootstrap_grouped_mean_ci
 
 MARGIN = 16  # pixels around the lesion's cross-section where Dice is measured
 
@@ -248,12 +249,17 @@ def evaluate_click_engines(
             )
         if progress:
             progress(done, len(cases))
+    engines = {k: summarize(curves[k], max_clicks) for k in ("baseline", "guided")}
+    for key, summary in engines.items():  # brains resampled, not slices: they share a scan
+        if per_case:
+            groups = [c[f"{key}_task_noc90"] for c in per_case]
+            summary["noc90_ci95"] = list(bootstrap_grouped_mean_ci(groups))
     return {
         "max_clicks": max_clicks,
         "per_lesion": per_lesion,
         "zero_clicks_dice": {k: float(np.mean(v)) if v else None for k, v in zero_click.items()},
-        "baseline": summarize(curves["baseline"], max_clicks),
-        "guided": summarize(curves["guided"], max_clicks),
+        "baseline": engines["baseline"],
+        "guided": engines["guided"],
         "mean_curves": {
             k: [float(np.mean([c[i] for c in v])) for i in range(max_clicks)] if v else []
             for k, v in curves.items()

@@ -37,6 +37,30 @@ def bootstrap_mean_ci(
     return float(low), float(high)
 
 
+def bootstrap_grouped_mean_ci(
+    groups: Sequence[Sequence[float]],
+    level: float = 0.95,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Interval of the pooled mean of items that come in groups, resampling whole groups.
+
+    Lesion slices of one brain are not independent (the same scan, often the same lesion),
+    so a click metric's interval resamples brains, not slices.
+    """
+    arrays = [np.asarray(g, dtype=np.float64) for g in groups if len(g)]
+    if not arrays:
+        raise ValueError("bootstrap_grouped_mean_ci needs at least one non-empty group")
+    sums = np.array([a.sum() for a in arrays])
+    counts = np.array([len(a) for a in arrays])
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
+    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """Mean of (b - a) over the same cases, its interval, and how often b comes out ahead."""
