@@ -36,6 +36,23 @@ def test_nnunet_missing_label_is_named(tmp_path, rng):
         find_cases(tmp_path)
 
 
+def test_a_test_set_alone_is_read_as_validation_cases(tmp_path, rng, capsys):
+    _pair(tmp_path / "imagesTs" / "v_0000.nii.gz", tmp_path / "labelsTs" / "v.nii.gz", rng)
+    (case,) = find_cases(tmp_path)
+    assert (case.case, case.split) == ("v", "val")
+    (tmp_path / "labelsTs" / "v.nii.gz").unlink()
+    with pytest.raises(DatasetLayoutError, match="no label for case 'v'"):
+        find_cases(tmp_path)
+    empty = tmp_path / "empty"
+    (empty / "imagesTs").mkdir(parents=True)
+    with pytest.raises(DatasetLayoutError, match="hold no cases with labels"):
+        find_cases(empty)
+    from napari_unet.cli import main
+
+    assert main(["evaluate-clicks", "--data", str(empty)]) == 2  # a message, not a traceback
+    assert "hold no cases with labels" in capsys.readouterr().err
+
+
 def test_atlas_v2_style_bids(tmp_path, rng):
     """ATLAS v2.0: sub-X/ses-1/anat/*_T1w.nii.gz with masks in derivatives."""
     base = tmp_path / "ATLAS_2" / "Training" / "R001"

@@ -77,13 +77,17 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
     from ..core.click_eval import evaluate_click_engines
     from ..core.io import read_image
     from ..core.models import get_model
-    from ..core.training.datasets import find_cases
+    from ..core.training.datasets import DatasetLayoutError, find_cases
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    cases = [c for c in find_cases(args.data) if c.split == args.split]
+    try:
+        cases = [c for c in find_cases(args.data) if c.split == args.split]
+    except DatasetLayoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not cases:
         print(f"error: {args.data} has no {args.split} cases", file=sys.stderr)
         return 2

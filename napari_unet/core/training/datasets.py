@@ -38,7 +38,7 @@ def find_cases(root: str | Path, modality: str = "T1w") -> list[CasePaths]:
     root = Path(root)
     if not root.is_dir():
         raise DatasetLayoutError(f"{root}: not a folder")
-    if (root / "imagesTr").is_dir():
+    if (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():  # Ts alone: a test set
         return _nnunet_cases(root)
     cases = _bids_cases(root, modality)
     if cases:
@@ -107,7 +107,10 @@ def _nnunet_cases(root: Path) -> list[CasePaths]:
             images = tuple(by_channel[i] for i in expected)
             cases.append(CasePaths(case, images, mask, split))
     if not cases:
-        raise DatasetLayoutError(f"{root}: imagesTr exists but holds no cases")
+        raise DatasetLayoutError(
+            f"{root}: imagesTr/imagesTs hold no cases with labels (CASE_0000.nii.gz in "
+            "imagesTr with CASE.nii.gz in labelsTr, or the same in imagesTs and labelsTs)"
+        )
     return cases
 
 
