@@ -1,0 +1,52 @@
+"""Start a 2.5D model from a trained 2D one, computing exactly what the 2D model did.
+
+A 2.5D model (``context_slices = k``) takes every image channel's slices ``i-k .. i+k`` as
+input channels (:mod:`napari_unet.core.context`). Copying the 2D first convolution into
+each centre-slice channel and zeros into the neighbour channels gives a network whose
+output equals the 2D one; fine-tuning then learns what the neighbours add, instead of
+starting 2.5D training from scratch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..checkpoint import ModelBundle, new_version_id
+from ..unet import UNet, UNetConfig
+
+
+def with_context_slices(bundle: ModelBundle, context: int) -> ModelBundle:
+    """A copy of a 2D automatic model that sees ``context`` neighbours on each side."""
+    if context < 1:
+        raise ValueError(f"context must be at least 1 neighbour per side, not {context}")
+    if bundle.context_slices:
+        raise ValueError(
+            f"{bundle.version_id} is already 2.5D ({bundle.context_slices} neighbours per side)"
+        )
+    if bundle.click_channels:
+        raise ValueError(
+            f"{bundle.version_id} is a click model; add context to the automatic model first"
+        )
+    channels = bundle.image_channels
+    slab = 2 * context + 1
+    config = UNetConfig.from_dict({**bundle.config.to_dict(), "in_channels": channels * slab})
+    state = {k: v.clone() for k, v in bundle.model.state_dict().items()}
+    old = state["inc.0.weight"]
+    grown = torch.zeros(old.shape[0], channels * slab, *old.shape[2:], dtype=old.dtype)
+    for channel in range(channels):  # channel-major: all neighbours of channel 0 first
+        grown[:, channel * slab + context] = old[:, channel]
+    state["inc.0.weight"] = grown
+    model = UNet(config)
+    model.load_state_dict(state)
+    model.eval()
+    return ModelBundle(
+        model,
+        config,
+        bundle.normalization,
+        new_version_id(),
+        bundle.threshold,
+        min_lesion_voxels=bundle.min_lesion_voxels,
+        min_lesion_extent_mm=bundle.min_lesion_extent_mm,
+        context_slices=context,
+        provenance={"expanded_from": bundle.version_id, "context_added": context},
+    )

@@ -1,0 +1,63 @@
+"""Growing a 2D model to 2.5D keeps its output, and train --context-slices uses it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.cli import main
+from napari_unet.core.checkpoint import load_checkpoint, save_checkpoint
+from napari_unet.core.inference import Predictor
+from napari_unet.core.models import get_model
+from napari_unet.core.training.click_training import with_click_channels
+from napari_unet.core.training.context_init import with_context_slices
+
+
+def test_grown_model_predicts_exactly_what_the_2d_model_did():
+    torch.set_num_threads(2)
+    flat = get_model("lesion-t1")
+    grown = with_context_slices(flat, 1)
+    assert grown.config.in_channels == 3 and grown.context_slices == 1
+    assert grown.slab_size == 3 and grown.image_channels == 1
+    rng = np.random.default_rng(0)
+    volume = rng.normal(100, 20, (6, 64, 64)).astype(np.float32)
+    volume[:, 20:40, 20:40] -= 60  # slices differ, so a mis-placed weight would show
+    volume[2:4] += rng.normal(0, 30, (2, 64, 64)).astype(np.float32)
+    a = Predictor(flat, device="cpu", precision="fp32").predict_volume(volume, axis=0)
+    b = Predictor(grown, device="cpu", precision="fp32").predict_volume(volume, axis=0)
+    assert np.abs(a - b).max() < 1e-5
+    # the neighbour weights start at zero and are free to learn
+    weight = grown.model.state_dict()["inc.0.weight"]
+    assert float(weight[:, [0, 2]].abs().sum()) == 0.0
+    assert torch.equal(weight[:, 1], flat.model.state_dict()["inc.0.weight"][:, 0])
+
+
+def test_refuses_what_it_cannot_grow():
+    flat = get_model("lesion-t1")
+    with pytest.raises(ValueError, match="at least 1"):
+        with_context_slices(flat, 0)
+    with pytest.raises(ValueError, match="already 2.5D"):
+        with_context_slices(with_context_slices(flat, 1), 1)
+    with pytest.raises(ValueError, match="click model"):
+        with_context_slices(with_click_channels(flat), 1)
+
+
+def test_train_grows_a_2d_init(tmp_path, capsys):
+    from napari_unet.core.synth.dataset import write_synthetic_dataset
+
+    data = write_synthetic_dataset(tmp_path / "data", n_train=2, n_val=1, workers=1)
+    init = tmp_path / "flat.safetensors"
+    save_checkpoint(get_model("lesion-t1"), init)
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--init", str(init), "--context-slices", "1"]
+    args += ["--steps", "2", "--val-every", "2", "--batch-size", "2", "--patch", "64"]
+    assert main([*args, "--output", str(out), "--threads", "2"]) == 0
+    trained = load_checkpoint(out / "best.safetensors")
+    assert trained.context_slices == 1 and trained.config.in_channels == 3
+    grown_init = tmp_path / "grown.safetensors"
+    save_checkpoint(with_context_slices(get_model("lesion-t1"), 1), grown_init)
+    args[4] = str(grown_init)
+    args[6] = "2"  # a 1-neighbour model cannot become a 2-neighbour one
+    assert main([*args, "--output", str(tmp_path / "run2")]) == 2
+    assert "can only be added to a 2D automatic model" in capsys.readouterr().err
