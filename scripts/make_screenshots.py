@@ -26,6 +26,8 @@ def main(out_dir: str) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
+    from napari_unet._napari.view import camera
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(title="napari-unet")
@@ -60,8 +62,8 @@ def main(out_dir: str) -> None:
     viewer.screenshot(str(out / "overview.png"), canvas_only=False)
 
     ys, xs = np.nonzero(truth[z])
-    viewer.camera.center = (z, float(ys.mean()), float(xs.mean()))
-    viewer.camera.zoom = 3.5
+    camera(viewer).center = (z, float(ys.mean()), float(xs.mean()))
+    camera(viewer).zoom = 3.5
     viewer.layers["true lesion (synthetic)"].visible = True
     viewer.layers["true lesion (synthetic)"].contour = 2
     settle(1.0)
@@ -89,7 +91,7 @@ def main(out_dir: str) -> None:
     points = widget.click_panel.start()
     row, col, _ = first_click(truth[z] > 0)
     points.add([z, row, col])
-    viewer.camera.zoom = 2.5
+    camera(viewer).zoom = 2.5
     viewer.layers.selection.active = points
     settle(1.0)
     viewer.screenshot(str(out / "clicks.png"), canvas_only=False)

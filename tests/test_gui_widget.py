@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_unet._napari.view import camera
 from napari_unet.core.checkpoint import save_checkpoint
 from napari_unet.core.io import read_image
 from napari_unet.core.models import CLICK_MODEL, get_model
@@ -214,7 +215,7 @@ def test_lesion_list_jumps_to_centroid(viewer_with_widget, qtbot, tiny_checkpoin
     assert widget.review.list.choices[0].startswith("#1: 0.40 mL")
     widget.review.list.value = [widget.review.list.choices[0]]
     assert viewer.dims.current_step[0] in (31, 32)
-    assert tuple(np.round(viewer.camera.center[-2:])) == (104.0, 84.0)
+    assert tuple(np.round(camera(viewer).center[-2:])) == (104.0, 84.0)
 
 
 def test_uncertainty_strip_and_next_slice(viewer_with_widget, qtbot, tiny_checkpoint):
@@ -241,8 +242,8 @@ def test_segment_visible_region_only_touches_what_is_on_screen(
     widget.model.value = "checkpoint file…"
     widget.model_file.value = tiny_checkpoint
     viewer.dims.set_current_step(0, 96)
-    viewer.camera.center = (96, 60, 50)
-    viewer.camera.zoom = 8.0
+    camera(viewer).center = (96, 60, 50)
+    camera(viewer).zoom = 8.0
     widget.region_button.clicked.emit()
     _wait_idle(qtbot, widget)
     session = widget.session(viewer.layers["T1 sample brain"])

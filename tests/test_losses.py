@@ -61,7 +61,7 @@ def test_false_positives_away_from_lesions_raise_it_and_empty_batches_give_zero(
     prob = torch.full((2, 16, 16), 0.3, requires_grad=True)
     loss = lesion_wise_dice_loss(prob, empty)
     loss.backward()
-    assert float(loss) == 0.0 and prob.grad is not None
+    assert loss.item() == 0.0 and prob.grad is not None
     with pytest.raises(ValueError, match="expected"):
         lesion_wise_dice_loss(prob[0], empty[0])
 

@@ -9,6 +9,7 @@ from magicgui.widgets import Container, Image, Label, PushButton, Select
 
 from ..core.editing import Lesion, lesion_table
 from ..core.uncertainty import FlipUncertainty
+from .view import camera
 
 STRIP_HEIGHT = 24
 
@@ -82,7 +83,7 @@ class ReviewPanel(Container):
             step[axis] = world[axis]
         self.viewer.dims.point = step
         displayed = list(self.viewer.dims.displayed)
-        self.viewer.camera.center = tuple(world[a] for a in displayed)
+        camera(self.viewer).center = tuple(world[a] for a in displayed)
 
     def show_uncertainty(self, result: FlipUncertainty, axis: int) -> None:
         self.result = result

@@ -5,6 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 def current_slice(viewer, layer) -> tuple[int, int]:
     """(axis, index) of the 2D slice napari shows for a 3D ``layer``."""
     if viewer.dims.ndisplay != 2:
@@ -22,8 +28,8 @@ def visible_box(viewer, layer, axis: int) -> tuple[slice, slice]:
     """Row/column slices (in the 2D slice's own axes) of the part on screen after zooming."""
     other = [a for a in range(3) if a != axis]
     height_px, width_px = viewer.window._qt_viewer.canvas.size  # (height, width) in pixels
-    zoom = viewer.camera.zoom
-    center = np.asarray(viewer.camera.center)[-2:]
+    zoom = camera(viewer).zoom
+    center = np.asarray(camera(viewer).center)[-2:]
     half = np.array([height_px, width_px]) / (2 * zoom)
     world_lo = np.asarray(viewer.dims.point, dtype=float).copy()
     world_hi = world_lo.copy()
