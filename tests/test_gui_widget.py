@@ -344,6 +344,7 @@ def test_finetune_compare_and_roll_back_from_the_widget(viewer_with_widget, qtbo
         ("train", lesion_slices[0]),
         ("train", lesion_slices[4]),
         ("val", lesion_slices[2]),
+        ("val", lesion_slices[3]),
     ):
         viewer.dims.set_current_step(0, int(index))
         widget.queue_panel.split.value = split
@@ -355,6 +356,7 @@ def test_finetune_compare_and_roll_back_from_the_widget(viewer_with_widget, qtbo
     assert not panel.finetune_button.enabled
     _wait_idle(qtbot, widget, timeout=120_000)
     assert "promoted" in panel.comparison.value and "Dice" in panel.comparison.value
+    assert "over 2 items" in panel.comparison.value  # the paired per-item interval
     assert len(panel.versions.choices) == 2 and panel.versions.choices[1].startswith("●")
     curve = panel.curve.value
     assert curve.shape[:2] == (110, 300)

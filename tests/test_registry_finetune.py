@@ -116,6 +116,13 @@ def test_finetune_learns_hyperintense_lesions_and_gate_promotes(tmp_path, hyper_
     assert result.base == root and result.base_metrics["dice"] == pytest.approx(before["dice"])
     # measurably better on other slices of the same kind of lesion
     assert result.candidate_metrics["dice"] > before["dice"] + 0.1
+    # per-item Dice for the paired comparison the CLI and the widget print
+    assert len(before["item_dice"]) == before["items"] == 4
+    paired = result.item_dice_difference()
+    assert paired.cases == 4 and paired.difference == pytest.approx(
+        np.mean(result.candidate_metrics["item_dice"]) - np.mean(before["item_dice"])
+    )
+    assert paired.ci_low <= paired.difference <= paired.ci_high and paired.difference > 0
     assert result.promoted and registry.active_id() == result.candidate
     version = registry.get(result.candidate)
     assert version.parent == root
@@ -216,3 +223,14 @@ def test_click_model_is_imported_and_fine_tuned_with_simulated_clicks(tmp_path, 
     assert candidate.context_slices == imported.context_slices
     assert registry.get(result.candidate).parent == clicks_version.version_id
     assert candidate.min_lesion_voxels == registry.load(clicks_version.version_id).min_lesion_voxels
+
+
+def test_item_dice_difference_needs_two_matched_items():
+    from napari_unet.core.finetune import FinetuneResult
+
+    one = FinetuneResult("c", "b", False, "", {"item_dice": [0.5]}, {"item_dice": [0.6]})
+    assert one.item_dice_difference() is None  # one item: no interval
+    old = FinetuneResult("c", "b", False, "", {"dice": 0.5}, {"dice": 0.6})
+    assert old.item_dice_difference() is None  # metrics saved before per-item Dice existed
+    two = FinetuneResult("c", "b", False, "", {"item_dice": [0.5, 0.7]}, {"item_dice": [0.6, 0.9]})
+    assert two.item_dice_difference().difference == pytest.approx(0.15)

@@ -136,8 +136,15 @@ class ModelsPanel(Container):
         def done(result: FinetuneResult) -> None:
             b, c = result.base_metrics, result.candidate_metrics
             if b:
+                paired = result.item_dice_difference()
+                spread = (
+                    f" (per item {paired.difference:+.3f}, 95 % {paired.ci_low:+.3f} to "
+                    f"{paired.ci_high:+.3f} over {paired.cases} items)"
+                    if paired is not None
+                    else ""
+                )
                 self.comparison.value = (
-                    f"Dice {b['dice']:.3f} → {c['dice']:.3f}, lesion F1 "
+                    f"Dice {b['dice']:.3f} → {c['dice']:.3f}{spread}, lesion F1 "
                     f"{b['lesion_f1']:.3f} → {c['lesion_f1']:.3f}; "
                     f"{'promoted' if result.promoted else 'not promoted'}"
                 )

@@ -148,6 +148,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         print(f"  Dice       base {b['dice']:.4f}  candidate {c['dice']:.4f}")
         print(f"  lesion F1  base {b['lesion_f1']:.4f}  candidate {c['lesion_f1']:.4f}")
         print(f"  |dV| mL    base {b['volume_error_ml']:.4f}  candidate {c['volume_error_ml']:.4f}")
+        paired = result.item_dice_difference()
+        if paired is not None:
+            print(
+                f"  per-item Dice, candidate - base: {paired.difference:+.4f} (95 % bootstrap "
+                f"interval {paired.ci_low:+.4f} to {paired.ci_high:+.4f} over {paired.cases} items)"
+            )
     print(f"  {'PROMOTED (active)' if result.promoted else 'not promoted'}: {result.reason}")
     return 0
 

@@ -28,8 +28,9 @@ from .checkpoint import ModelBundle, new_version_id
 from .context import volume_slab
 from .device import select_device
 from .edit_queue import EditQueue, QueueError, QueueItem
-from .metrics import lesion_f1
+from .metrics import dice, lesion_f1
 from .registry import ModelRegistry
+from .statistics import PairedDifference, paired_difference
 from .training.click_training import add_simulated_clicks
 from .training.slices import SliceBank, Volume
 from .training.trainer import TrainEvent, augment_batch, dice_ce_loss
@@ -75,6 +76,14 @@ class FinetuneResult:
     candidate_metrics: dict = field(default_factory=dict)
     seconds: float = 0.0
 
+    def item_dice_difference(self) -> PairedDifference | None:
+        """Paired bootstrap of per-item Dice (candidate - base); None under two items."""
+        base = self.base_metrics.get("item_dice") or []
+        candidate = self.candidate_metrics.get("item_dice") or []
+        if len(base) < 2 or len(base) != len(candidate):
+            return None
+        return paired_difference("dice", base, candidate)
+
 
 def item_volume(queue: EditQueue, item: QueueItem, spec: norm.NormalizationSpec) -> Volume:
     """A queue item as a small training volume, normalized as inference saw it.
@@ -103,7 +112,7 @@ def evaluate_items(bundle: ModelBundle, volumes: list[Volume], device: str = "au
     """Pooled Dice, mean lesion-wise F1 and mean absolute volume error (mL) over val items."""
     model = bundle.model.to(select_device(device)).eval()
     intersections = totals = 0
-    f1s, errors = [], []
+    f1s, errors, item_dice = [], [], []
     with torch.inference_mode():
         for volume in volumes:
             centre = (volume.train_slices or (0,))[0]
@@ -123,6 +132,7 @@ def evaluate_items(bundle: ModelBundle, volumes: list[Volume], device: str = "au
             intersections += int((pred & truth).sum())
             totals += int(pred.sum() + truth.sum())
             f1s.append(lesion_f1(pred, truth))
+            item_dice.append(dice(pred, truth))
             voxel_ml = float(np.prod(volume.spacing)) / 1000.0
             errors.append(abs(int(pred.sum()) - int(truth.sum())) * voxel_ml)
     pooled = 1.0 if totals == 0 else 2.0 * intersections / totals
@@ -131,6 +141,7 @@ def evaluate_items(bundle: ModelBundle, volumes: list[Volume], device: str = "au
         "lesion_f1": float(np.mean(f1s)) if f1s else float("nan"),
         "volume_error_ml": float(np.mean(errors)) if errors else float("nan"),
         "items": len(volumes),
+        "item_dice": item_dice,  # per item, for paired comparisons of two versions
     }
 
 
