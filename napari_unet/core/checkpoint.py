@@ -64,6 +64,37 @@ class ModelBundle:
             mask, self.min_lesion_voxels, self.min_lesion_extent_mm, tuple(spacing)
         )
 
+    def with_first_convolution(
+        self,
+        weight: torch.Tensor,
+        click_channels: int,
+        context_slices: int,
+        provenance: dict[str, Any],
+    ) -> ModelBundle:
+        """A new version whose first convolution is ``weight`` (its input channels grown).
+
+        Everything else (weights, normalization, threshold, post-processing) is copied; used
+        to add click or neighbour-slice channels that start from this model's output.
+        """
+        config = UNetConfig.from_dict({**self.config.to_dict(), "in_channels": weight.shape[1]})
+        state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        state["inc.0.weight"] = weight
+        model = UNet(config)
+        model.load_state_dict(state)
+        model.eval()
+        return ModelBundle(
+            model,
+            config,
+            self.normalization,
+            new_version_id(),
+            self.threshold,
+            min_lesion_voxels=self.min_lesion_voxels,
+            min_lesion_extent_mm=self.min_lesion_extent_mm,
+            click_channels=click_channels,
+            context_slices=context_slices,
+            provenance={"expanded_from": self.version_id, **provenance},
+        )
+
     @property
     def slab_size(self) -> int:
         """Slices per image channel in one input: the slice and its neighbours."""

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-_STRUCTURE = ndimage.generate_binary_structure(3, 3)
+from .editing import _structure
+from .metrics import _components
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class ComponentTable:
 
 
 def label_truth(truth: np.ndarray) -> tuple[np.ndarray, int]:
-    """26-connected labels of a true mask (computed once per case)."""
-    return ndimage.label(np.asarray(truth) > 0, structure=_STRUCTURE)
+    """26-connected labels of a true mask, as lesion F1 counts them (once per case)."""
+    return _components(np.asarray(truth) > 0)
 
 
 def component_table(
@@ -73,7 +74,8 @@ def component_table(
             f"Post-processing search needs a 3D probability map and a truth of the same "
             f"shape; got {prob.shape} and {truth_labels.shape}"
         )
-    labels, count = ndimage.label(prob >= threshold, structure=_STRUCTURE)
+    # the connectivity model_postprocess drops components with
+    labels, count = ndimage.label(prob >= threshold, structure=_structure(3))
     flat = labels.ravel()
     sizes = np.bincount(flat, minlength=count + 1)[1:]
     # the same product as editing.remove_thin_components, so the comparison is identical

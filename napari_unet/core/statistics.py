@@ -22,6 +22,14 @@ def _resampled_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarra
     return values[picks].mean(axis=1)
 
 
+def _percentile_interval(means: np.ndarray, level: float) -> tuple[float, float]:
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie between 0 and 1, not {level}")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_mean_ci(
     values: Sequence[float], level: float = 0.95, resamples: int = RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
@@ -29,12 +37,7 @@ def bootstrap_mean_ci(
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1 or len(array) == 0:
         raise ValueError("bootstrap_mean_ci needs a non-empty list of per-case values")
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie between 0 and 1, not {level}")
-    means = _resampled_means(array, resamples, seed)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    return _percentile_interval(_resampled_means(array, resamples, seed), level)
 
 
 def bootstrap_grouped_mean_ci(
@@ -55,10 +58,7 @@ def bootstrap_grouped_mean_ci(
     counts = np.array([len(a) for a in arrays])
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
-    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    return _percentile_interval(sums[picks].sum(axis=1) / counts[picks].sum(axis=1), level)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def paired_difference(
         )
     differences = b - a
     means = _resampled_means(differences, resamples, seed)
-    low, high = bootstrap_mean_ci(differences, level, resamples, seed)
+    low, high = _percentile_interval(means, level)
     return PairedDifference(
         metric=metric,
         cases=len(a),

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..checkpoint import ModelBundle, new_version_id
+from ..checkpoint import ModelBundle
 from ..click_maps import (
     CLICK_CHANNELS,
     PREVIOUS_MASK_CHANNELS,
@@ -26,7 +26,7 @@ from ..click_maps import (
     next_click,
 )
 from ..precision import autocast
-from ..unet import UNet, UNetConfig
+from ..unet import UNet
 
 
 def with_click_channels(bundle: ModelBundle, extra: int = CLICK_CHANNELS) -> ModelBundle:
@@ -55,28 +55,10 @@ def with_previous_mask_channel(bundle: ModelBundle) -> ModelBundle:
 
 
 def _with_zero_input_channels(bundle: ModelBundle, extra: int, click_channels: int) -> ModelBundle:
-    config = UNetConfig.from_dict(
-        {**bundle.config.to_dict(), "in_channels": bundle.config.in_channels + extra}
-    )
-    model = UNet(config)
-    state = {k: v.clone() for k, v in bundle.model.state_dict().items()}
-    old = state["inc.0.weight"]
+    old = bundle.model.state_dict()["inc.0.weight"]
     grown = torch.zeros(old.shape[0], old.shape[1] + extra, *old.shape[2:], dtype=old.dtype)
     grown[:, : old.shape[1]] = old
-    state["inc.0.weight"] = grown
-    model.load_state_dict(state)
-    return ModelBundle(
-        model,
-        config,
-        bundle.normalization,
-        new_version_id(),
-        bundle.threshold,
-        min_lesion_voxels=bundle.min_lesion_voxels,
-        min_lesion_extent_mm=bundle.min_lesion_extent_mm,
-        click_channels=click_channels,
-        context_slices=bundle.context_slices,
-        provenance={"expanded_from": bundle.version_id},
-    )
+    return bundle.with_first_convolution(grown, click_channels, bundle.context_slices, {})
 
 
 def _background_click(

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checkpoint import ModelBundle, new_version_id
-from ..unet import UNet, UNetConfig
+from ..checkpoint import ModelBundle
 
 
 def with_context_slices(bundle: ModelBundle, context: int) -> ModelBundle:
@@ -29,24 +28,8 @@ def with_context_slices(bundle: ModelBundle, context: int) -> ModelBundle:
         )
     channels = bundle.image_channels
     slab = 2 * context + 1
-    config = UNetConfig.from_dict({**bundle.config.to_dict(), "in_channels": channels * slab})
-    state = {k: v.clone() for k, v in bundle.model.state_dict().items()}
-    old = state["inc.0.weight"]
+    old = bundle.model.state_dict()["inc.0.weight"]
     grown = torch.zeros(old.shape[0], channels * slab, *old.shape[2:], dtype=old.dtype)
     for channel in range(channels):  # channel-major: all neighbours of channel 0 first
         grown[:, channel * slab + context] = old[:, channel]
-    state["inc.0.weight"] = grown
-    model = UNet(config)
-    model.load_state_dict(state)
-    model.eval()
-    return ModelBundle(
-        model,
-        config,
-        bundle.normalization,
-        new_version_id(),
-        bundle.threshold,
-        min_lesion_voxels=bundle.min_lesion_voxels,
-        min_lesion_extent_mm=bundle.min_lesion_extent_mm,
-        context_slices=context,
-        provenance={"expanded_from": bundle.version_id, "context_added": context},
-    )
+    return bundle.with_first_convolution(grown, 0, context, {"context_added": context})
