@@ -108,3 +108,15 @@ def test_wide_profile_applies_to_training_cases_only(tmp_path):
     assert rows["synth_0000"]["acquisition"] == "wide"
     assert rows["synthval_0000"]["acquisition"] == "standard"  # the fixed split never changes
     assert (root / "imagesTs" / "synthval_0000_0000.nii.gz").stat().st_size > 100_000
+
+
+def test_val_start_writes_later_validation_cases_identically(tmp_path):
+    from napari_unet.core.synth.dataset import write_synthetic_dataset
+
+    both = write_synthetic_dataset(tmp_path / "both", n_train=0, n_val=2, workers=1)
+    later = write_synthetic_dataset(tmp_path / "later", n_train=0, n_val=1, workers=1, val_start=1)
+    assert sorted(p.name for p in (later / "imagesTs").iterdir()) == ["synthval_0001_0000.nii.gz"]
+    for sub, name in (("imagesTs", "synthval_0001_0000.nii.gz"), ("labelsTs", "synthval_0001.nii.gz")):
+        assert (later / sub / name).read_bytes() == (both / sub / name).read_bytes()
+    with pytest.raises(ValueError, match="val_start"):
+        write_synthetic_dataset(tmp_path / "bad", n_train=0, n_val=1, val_start=-1)

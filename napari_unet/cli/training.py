@@ -24,11 +24,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=lambda d, n: bar.update(d, n),
         acquisition=args.acquisition,
+        val_start=args.val_start,
     )
     bar.close()
+    first = f" (from synthval_{args.val_start:04d})" if args.val_start else ""
     print(
         f"wrote an nnU-Net raw dataset with {args.train} training and {args.val} validation "
-        f"cases to {root}"
+        f"cases{first} to {root}"
     )
     return 0
 
@@ -201,6 +203,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", required=True)
     p.add_argument("--train", type=int, default=64, help="training cases")
     p.add_argument("--val", type=int, default=10, help="validation cases (the fixed split)")
+    p.add_argument(
+        "--val-start",
+        type=int,
+        default=0,
+        help="first validation case to write (e.g. 50 writes synthval_0050 onwards: a fresh "
+        "held-out set that no earlier run has seen)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--mode",

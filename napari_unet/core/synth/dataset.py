@@ -48,16 +48,21 @@ def write_synthetic_dataset(
     template: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     acquisition: Acquisition = "standard",
+    val_start: int = 0,
 ) -> Path:
     """Generate ``n_train`` training and ``n_val`` validation cases under ``root``.
 
     Training seeds are ``seed * 10000 + i``; validation seeds are ``900000 + i``
     (the fixed validation split, identical for every training seed). ``acquisition``
     applies to training cases only: validation cases always use the standard profile.
+    ``val_start`` skips the first validation cases, so a fresh held-out set
+    (``synthval_0050`` onwards, say) is written without regenerating the earlier ones.
     """
     root = Path(root)
     if seed * 10000 + n_train >= VALIDATION_SEED_OFFSET:
         raise ValueError("training seeds would reach the validation seed range")
+    if val_start < 0:
+        raise ValueError(f"val_start must be 0 or more, not {val_start}")
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     jobs = [
@@ -66,7 +71,7 @@ def write_synthetic_dataset(
     ]
     jobs += [
         (root, f"synthval_{i:04d}", "val", VALIDATION_SEED_OFFSET + i, mode, template, "standard")
-        for i in range(n_val)
+        for i in range(val_start, val_start + n_val)
     ]
     rows = []
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
