@@ -116,7 +116,8 @@ def test_val_start_writes_later_validation_cases_identically(tmp_path):
     both = write_synthetic_dataset(tmp_path / "both", n_train=0, n_val=2, workers=1)
     later = write_synthetic_dataset(tmp_path / "later", n_train=0, n_val=1, workers=1, val_start=1)
     assert sorted(p.name for p in (later / "imagesTs").iterdir()) == ["synthval_0001_0000.nii.gz"]
-    for sub, name in (("imagesTs", "synthval_0001_0000.nii.gz"), ("labelsTs", "synthval_0001.nii.gz")):
+    pairs = (("imagesTs", "synthval_0001_0000.nii.gz"), ("labelsTs", "synthval_0001.nii.gz"))
+    for sub, name in pairs:
         assert (later / sub / name).read_bytes() == (both / sub / name).read_bytes()
     with pytest.raises(ValueError, match="val_start"):
         write_synthetic_dataset(tmp_path / "bad", n_train=0, n_val=1, val_start=-1)
