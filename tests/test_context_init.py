@@ -10,7 +10,6 @@ from napari_unet.cli import main
 from napari_unet.core.checkpoint import load_checkpoint, save_checkpoint
 from napari_unet.core.inference import Predictor
 from napari_unet.core.models import get_model
-from napari_unet.core.training.click_training import with_click_channels
 from napari_unet.core.training.context_init import with_context_slices
 
 
@@ -39,8 +38,34 @@ def test_refuses_what_it_cannot_grow():
         with_context_slices(flat, 0)
     with pytest.raises(ValueError, match="already 2.5D"):
         with_context_slices(with_context_slices(flat, 1), 1)
-    with pytest.raises(ValueError, match="click model"):
-        with_context_slices(with_click_channels(flat), 1)
+
+
+def test_grown_click_model_answers_clicks_exactly_as_the_2d_one():
+    from napari_unet.core.click_maps import click_maps
+
+    torch.set_num_threads(2)
+    flat = get_model("lesion-t1-clicks")
+    grown = with_context_slices(flat, 1)
+    assert grown.click_channels == 2 and grown.image_channels == 1
+    assert grown.config.in_channels == 5  # three slices, then the positive and negative maps
+    rng = np.random.default_rng(1)
+    volume = rng.normal(100, 20, (5, 96, 96)).astype(np.float32)
+    volume[1:4, 30:60, 30:60] -= 60
+    maps = click_maps((96, 96), [(45, 45, True), (10, 80, False)], 2)
+    answers, unclicked = [], []
+    for bundle in (flat, grown):
+        predictor = Predictor(bundle, device="cpu", precision="fp32", batch_size=1)
+        stats = predictor.fit_stats(volume, 3)
+        slab = predictor.volume_slab(volume, 2, 0).astype(np.float32)
+        answers.append(predictor.predict_slice(slab, stats, click_maps=maps))
+        unclicked.append(predictor.predict_slice(slab, stats, click_maps=0 * maps))
+    assert answers[0].shape == answers[1].shape == (96, 96)
+    assert np.abs(answers[0] - answers[1]).max() < 1e-5
+    assert np.abs(unclicked[0] - unclicked[1]).max() < 1e-5
+    assert np.abs(answers[1] - unclicked[1]).max() > 0.05  # the click channels are used
+    weight = grown.model.state_dict()["inc.0.weight"]
+    old = flat.model.state_dict()["inc.0.weight"]
+    assert torch.equal(weight[:, 3:], old[:, 1:])  # click weights kept, after the slab
 
 
 def test_train_grows_a_2d_init(tmp_path, capsys):
@@ -60,4 +85,4 @@ def test_train_grows_a_2d_init(tmp_path, capsys):
     args[4] = str(grown_init)
     args[6] = "2"  # a 1-neighbour model cannot become a 2-neighbour one
     assert main([*args, "--output", str(tmp_path / "run2")]) == 2
-    assert "can only be added to a 2D automatic model" in capsys.readouterr().err
+    assert "can only be added to a 2D model" in capsys.readouterr().err

@@ -116,15 +116,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 print(f"error: {args.init}: {exc}", file=sys.stderr)
                 return 2
-        if context_slices and not init_from.context_slices and not args.clicks:
+        if context_slices and not init_from.context_slices:
             from ..core.training.context_init import with_context_slices
 
             init_from = with_context_slices(init_from, context_slices)
         elif context_slices and context_slices != init_from.context_slices:
             print(
                 f"error: {args.init} sees {init_from.context_slices} neighbour(s) per side; "
-                f"--context-slices {context_slices} can only be added to a 2D automatic model "
-                "(without --clicks)",
+                f"--context-slices {context_slices} can only be added to a 2D model",
                 file=sys.stderr,
             )
             return 2

@@ -33,6 +33,7 @@ class ComponentTable:
     pair_truth: np.ndarray  # ... and true component label
     truth_voxels: int
     truth_lesions: int
+    peaks: np.ndarray | None = None  # highest probability inside each predicted component
 
     def scores(self, min_voxels: int, min_extent_mm: float) -> tuple[float, float]:
         """Dice and lesion-wise F1 after dropping small and thin components."""
@@ -41,6 +42,10 @@ class ComponentTable:
             kept &= self.sizes >= min_voxels
         if min_extent_mm > 0:
             kept &= self.extents_mm >= min_extent_mm
+        return self.scores_of(kept)
+
+    def scores_of(self, kept: np.ndarray) -> tuple[float, float]:
+        """Dice and lesion-wise F1 when only the ``kept`` components (a boolean mask) stay."""
         pred_voxels = int(self.sizes[kept].sum())
         total = pred_voxels + self.truth_voxels
         dice = 1.0 if total == 0 else 2.0 * int(self.overlaps[kept].sum()) / total
@@ -82,6 +87,11 @@ def component_table(
     boxes = ndimage.find_objects(labels)
     spans = [(box[axis].stop - box[axis].start) * spacing[axis] for box in boxes]
     extents = np.array(spans) if spans else np.zeros(0)
+    peaks = (
+        np.asarray(ndimage.maximum(prob, labels, np.arange(1, count + 1)), dtype=np.float32)
+        if count
+        else np.zeros(0, dtype=np.float32)
+    )
     in_truth = truth_labels.ravel() > 0
     overlaps = np.bincount(flat[in_truth], minlength=count + 1)[1:]
     touching = in_truth & (flat > 0)
@@ -96,6 +106,7 @@ def component_table(
         pair_truth=pairs % (truth_lesions + 1),
         truth_voxels=int(in_truth.sum()),
         truth_lesions=int(truth_lesions),
+        peaks=peaks,
     )
 
 

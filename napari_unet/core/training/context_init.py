@@ -4,7 +4,9 @@ A 2.5D model (``context_slices = k``) takes every image channel's slices ``i-k .
 input channels (:mod:`napari_unet.core.context`). Copying the 2D first convolution into
 each centre-slice channel and zeros into the neighbour channels gives a network whose
 output equals the 2D one; fine-tuning then learns what the neighbours add, instead of
-starting 2.5D training from scratch.
+starting 2.5D training from scratch. A click-guided model keeps its click channels (they
+stay last, after the grown image channels) with their weights unchanged, so with the same
+clicks it too computes what the 2D model did.
 """
 
 from __future__ import annotations
@@ -15,21 +17,19 @@ from ..checkpoint import ModelBundle
 
 
 def with_context_slices(bundle: ModelBundle, context: int) -> ModelBundle:
-    """A copy of a 2D automatic model that sees ``context`` neighbours on each side."""
+    """A copy of a 2D model (automatic or click-guided) that sees ``context`` neighbours."""
     if context < 1:
         raise ValueError(f"context must be at least 1 neighbour per side, not {context}")
     if bundle.context_slices:
         raise ValueError(
             f"{bundle.version_id} is already 2.5D ({bundle.context_slices} neighbours per side)"
         )
-    if bundle.click_channels:
-        raise ValueError(
-            f"{bundle.version_id} is a click model; add context to the automatic model first"
-        )
-    channels = bundle.image_channels
+    channels, clicks = bundle.image_channels, bundle.click_channels
     slab = 2 * context + 1
     old = bundle.model.state_dict()["inc.0.weight"]
-    grown = torch.zeros(old.shape[0], channels * slab, *old.shape[2:], dtype=old.dtype)
+    grown = torch.zeros(old.shape[0], channels * slab + clicks, *old.shape[2:], dtype=old.dtype)
     for channel in range(channels):  # channel-major: all neighbours of channel 0 first
         grown[:, channel * slab + context] = old[:, channel]
-    return bundle.with_first_convolution(grown, 0, context, {"context_added": context})
+    if clicks:
+        grown[:, channels * slab :] = old[:, channels:]
+    return bundle.with_first_convolution(grown, clicks, context, {"context_added": context})
