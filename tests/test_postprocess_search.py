@@ -87,3 +87,20 @@ def test_refuses_mismatched_shapes():
     labels, count = label_truth(np.zeros((4, 5, 6), bool))
     with pytest.raises(ValueError, match="same shape"):
         component_table(np.zeros((4, 5, 7), np.float16), 0.5, labels, count, (1, 1, 1))
+
+
+def test_peaks_and_kept_masks_match_scipy_and_the_size_rule():
+    prob, truth, spacing = _blobby_case(3, (1.0, 1.0, 1.0))
+    labels, count = label_truth(truth)
+    table = component_table(prob.astype(np.float32), 0.6, labels, count, spacing)
+    components, n = ndimage.label(prob >= 0.6, structure=np.ones((3, 3, 3)))
+    assert n == len(table.sizes) > 3
+    expected = ndimage.maximum(prob.astype(np.float32), components, np.arange(1, n + 1))
+    np.testing.assert_array_equal(table.peaks, np.asarray(expected, dtype=table.peaks.dtype))
+    # a boolean mask equal to the size rule scores exactly what the rule scores
+    for voxels in (0, 10, 40):
+        assert table.scores_of(table.sizes >= voxels) == table.scores(voxels, 0.0)
+    # keeping only the components whose peak is high changes the answer
+    high = table.peaks >= np.median(table.peaks)
+    assert 0 < high.sum() < n
+    assert table.scores_of(high) != table.scores(0, 0.0)

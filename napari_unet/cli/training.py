@@ -58,6 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 mode=args.mode,
                 workers=args.workers,
                 acquisition="standard",
+                val_start=0,
             )
         )
     try:
