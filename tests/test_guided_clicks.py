@@ -217,6 +217,12 @@ def test_evaluate_click_engines_reports_every_task(sample):
     assert all(1 <= n <= 3 for n in case["guided_task_noc90"] + case["baseline_task_noc90"])
     assert case["guided_noc90"] == pytest.approx(np.mean(case["guided_task_noc90"]))
     assert report["guided"]["noc90"] == pytest.approx(case["guided_noc90"])
+    # per-task NoC@85 and Dice@1 pool back to the summary (compare pairs them by brain)
+    for engine in ("guided", "baseline"):
+        assert report[engine]["noc85"] == pytest.approx(np.mean(case[f"{engine}_task_noc85"]))
+        assert report[engine]["dice@1"] == pytest.approx(np.mean(case[f"{engine}_task_dice1"]))
+        noc85, noc90 = case[f"{engine}_task_noc85"], case[f"{engine}_task_noc90"]
+        assert all(a <= b for a, b in zip(noc85, noc90, strict=True))
     # one brain: resampling brains can only give back its own mean
     assert report["guided"]["noc90_ci95"] == pytest.approx([case["guided_noc90"]] * 2)
     assert len(report["mean_curves"]["guided"]) == 3

@@ -44,17 +44,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Paired bootstrap comparison of two evaluations of the same cases."""
-    from ..core.evaluation import compare_evaluations
+    from ..core.evaluation import (
+        compare_click_evaluations,
+        compare_evaluations,
+        is_click_evaluation,
+    )
 
     try:
-        differences = compare_evaluations(args.a, args.b)
+        clicks = is_click_evaluation(args.a)
+        if clicks:
+            differences = compare_click_evaluations(args.a, args.b)
+        else:
+            differences = compare_evaluations(args.a, args.b)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"b - a over {differences[0].cases} cases (a = {args.a}, b = {args.b})")
+    unit = "brains (lesion slices pooled, brains resampled)" if clicks else "cases"
+    print(f"b - a over {differences[0].cases} {unit} (a = {args.a}, b = {args.b})")
     print(
         f"{'metric':20s} {'mean a':>8s} {'mean b':>8s} {'b - a':>8s} {'95 % interval':>18s} "
-        f"{'b ahead':>8s}"
+        f"{'b higher':>8s}"
     )
     for d in differences:
         print(
@@ -140,7 +149,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
-        "compare", help="paired bootstrap difference of two 'evaluate --json' results"
+        "compare",
+        help="paired bootstrap difference of two 'evaluate --json' (or 'evaluate-clicks "
+        "--json') results",
     )
     p.add_argument("a", help="evaluation JSON of the reference model")
     p.add_argument("b", help="evaluation JSON of the candidate, on the same cases")

@@ -245,6 +245,10 @@ def evaluate_click_engines(
                     "task_area_px": [int(truth[t.index][t.rows, t.cols].sum()) for t in tasks],
                     "baseline_task_noc90": [clicks_to_reach(c, 0.9, max_clicks) for c in base],
                     "guided_task_noc90": [clicks_to_reach(c, 0.9, max_clicks) for c in ours],
+                    "baseline_task_noc85": [clicks_to_reach(c, 0.85, max_clicks) for c in base],
+                    "guided_task_noc85": [clicks_to_reach(c, 0.85, max_clicks) for c in ours],
+                    "baseline_task_dice1": [float(c[0]) for c in base],
+                    "guided_task_dice1": [float(c[0]) for c in ours],
                 }
             )
         if progress:

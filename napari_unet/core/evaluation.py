@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .io import case_name, check_same_grid, read_image
 from .metrics import CaseMetrics, evaluate_case, summarize
-from .statistics import PairedDifference, paired_difference
+from .statistics import PairedDifference, paired_difference, paired_grouped_difference
 
 
 def _pairs(pred: Path, truth: Path) -> list[tuple[str, Path, Path]]:
@@ -81,3 +81,55 @@ def compare_evaluations(path_a: str | Path, path_b: str | Path) -> list[PairedDi
         )
         for metric in COMPARED_METRICS
     ]
+
+
+CLICK_METRICS = (("noc90", "task_noc90"), ("noc85", "task_noc85"), ("dice@1", "task_dice1"))
+
+
+def _json_of(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read an evaluation JSON ({exc})") from exc
+
+
+def is_click_evaluation(path: str | Path) -> bool:
+    """True for a file written by ``napari-unet evaluate-clicks --json``."""
+    data = _json_of(Path(path))
+    return isinstance(data, dict) and "guided" in data and "max_clicks" in data
+
+
+def compare_click_evaluations(
+    path_a: str | Path, path_b: str | Path, engine: str = "guided"
+) -> list[PairedDifference]:
+    """Paired differences (b - a) of two click evaluations, resampling brains.
+
+    Both must hold the same brains and the same lesion slices (the tasks come from the
+    truth, so two models evaluated on one dataset always do). NoC@85 and Dice@1 are
+    compared when both files record them per task (evaluate-clicks since session 12).
+    """
+    cases = []
+    for path in (Path(path_a), Path(path_b)):
+        data = _json_of(path)
+        if not (isinstance(data, dict) and "cases" in data and engine in data):
+            raise ValueError(f"{path}: not written by 'napari-unet evaluate-clicks --json'")
+        cases.append({c["case"]: c for c in data["cases"]})
+    if set(cases[0]) != set(cases[1]):
+        raise ValueError(
+            f"{path_a} and {path_b} score different brains; run evaluate-clicks on the same data"
+        )
+    names = sorted(cases[0])
+    for name in names:
+        if cases[0][name]["task_slices"] != cases[1][name]["task_slices"]:
+            raise ValueError(f"{name}: the two evaluations simulated different lesion slices")
+    differences = []
+    for metric, field in CLICK_METRICS:
+        key = f"{engine}_{field}"
+        if not all(key in c[n] for c in cases for n in names):
+            continue
+        differences.append(
+            paired_grouped_difference(
+                metric, [cases[0][n][key] for n in names], [cases[1][n][key] for n in names]
+            )
+        )
+    return differences

@@ -107,3 +107,50 @@ def paired_difference(
         ci_high=high,
         fraction_b_ahead=float((means > 0).mean()),
     )
+
+
+def paired_grouped_difference(
+    metric: str,
+    groups_a: Sequence[Sequence[float]],
+    groups_b: Sequence[Sequence[float]],
+    level: float = 0.95,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> PairedDifference:
+    """Paired difference of pooled means over items grouped by brain, resampling brains.
+
+    Both models are scored on the same items (the same lesion slices of the same brains);
+    ``cases`` counts the brains that hold at least one item.
+    """
+    if len(groups_a) != len(groups_b) or not groups_a:
+        raise ValueError(
+            f"paired comparison needs the same non-empty list of brains for both models; "
+            f"got {len(groups_a)} and {len(groups_b)}"
+        )
+    pairs = []
+    for i, (ga, gb) in enumerate(zip(groups_a, groups_b, strict=True)):
+        a, b = np.asarray(ga, dtype=np.float64), np.asarray(gb, dtype=np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"brain {i}: {len(a)} items for one model and {len(b)} for the other")
+        if len(a):
+            pairs.append((a, b))
+    if not pairs:
+        raise ValueError("paired comparison needs at least one item")
+    sums_a = np.array([a.sum() for a, _ in pairs])
+    sums_b = np.array([b.sum() for _, b in pairs])
+    counts = np.array([len(a) for a, _ in pairs])
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
+    means = (sums_b[picks].sum(axis=1) - sums_a[picks].sum(axis=1)) / counts[picks].sum(axis=1)
+    low, high = _percentile_interval(means, level)
+    total = counts.sum()
+    return PairedDifference(
+        metric=metric,
+        cases=len(pairs),
+        mean_a=float(sums_a.sum() / total),
+        mean_b=float(sums_b.sum() / total),
+        difference=float((sums_b.sum() - sums_a.sum()) / total),
+        ci_low=low,
+        ci_high=high,
+        fraction_b_ahead=float((means > 0).mean()),
+    )
