@@ -9,6 +9,7 @@ import torch
 from napari_unet.core.fusion import (
     ConvReLU,
     FusedUp,
+    MaxPool2x2,
     SplitSkipConvReLU,
     fold_batchnorm,
     fuse_conv_relu,
@@ -78,6 +79,8 @@ def test_fused_graph_computes_the_plain_graph(config):
     assert sum(isinstance(m, FusedUp) for m in fused.modules()) == config.depth
     assert not any(isinstance(m, Up) for m in fused.modules())
     assert not any(isinstance(m, torch.nn.ReLU) for m in fused.modules())
+    assert sum(isinstance(m, MaxPool2x2) for m in fused.modules()) == config.depth
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in fused.modules())
     assert sum(isinstance(m, (ConvReLU, SplitSkipConvReLU)) for m in fused.modules()) == (
         2 * (2 * config.depth + 1)
     )
@@ -121,3 +124,29 @@ def test_predictor_uses_the_fused_graph_and_matches_the_plain_predictor(rng):
     a, b = fast.predict_volume(volume, 0), plain.predict_volume(volume, 0)
     assert np.abs(a - b).max() < 1e-5
     assert ((a >= 0.5) == (b >= 0.5)).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("size", [(64, 64), (33, 50), (7, 9)])
+def test_four_view_max_pool_equals_max_pool2d(dtype, size):
+    torch.manual_seed(1)
+    x = torch.randn(3, 8, *size).to(dtype).contiguous(memory_format=torch.channels_last)
+    x[0, 2, 3, 4] = float("nan")  # NaN propagates as in MaxPool2d
+    with torch.inference_mode():
+        result, expected = MaxPool2x2()(x), torch.nn.MaxPool2d(2)(x)
+    assert result.shape == expected.shape == (3, 8, size[0] // 2, size[1] // 2)
+    torch.testing.assert_close(result, expected, rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(result[0, 2, 1, 2])
+    # stays channels-last, so the next convolution gets its layout without a copy
+    assert result.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_only_plain_2x2_pools_are_replaced():
+    model = torch.nn.Sequential(
+        torch.nn.MaxPool2d(2),
+        torch.nn.MaxPool2d(3),
+        torch.nn.MaxPool2d(2, ceil_mode=True),
+        torch.nn.MaxPool2d((2, 2), stride=(2, 2)),
+    )
+    kinds = [type(m).__name__ for m in fuse_conv_relu(model)]
+    assert kinds == ["MaxPool2x2", "MaxPool2d", "MaxPool2d", "MaxPool2x2"]

@@ -14,6 +14,10 @@ resolution; a convolution over a concatenation is the sum of convolutions over i
 parts, so the fused path convolves the up-sampled half first and then the skip half
 with "add the first result, then ReLU" as oneDNN post-ops: no concatenated map at all.
 
+A 2x2, stride-2 max-pool becomes the elementwise maximum of its four strided views:
+the same values, where PyTorch's generic pooling kernel (which also tracks indices) took
+2.5-4x as long on channels-last maps (docs/performance.md, session 12).
+
 The fused ops are the ones PyTorch's own inductor backend emits on the CPU
 (``torch.ops.mkldnn._convolution_pointwise``); they are used only where a probe at
 build time shows they run for that device and dtype, and the plain path stays.
@@ -128,6 +132,31 @@ class FusedUp(nn.Module):
         return self.second(self.first(skip.contiguous(memory_format=torch.channels_last), x))
 
 
+class MaxPool2x2(nn.Module):
+    """``nn.MaxPool2d(2)`` as the maximum of four strided views (same values, NaN included)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2  # floor mode, as MaxPool2d
+        x = x[..., :height, :width]
+        top = torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2])
+        return torch.maximum(top, torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
+
+
+def _is_plain_2x2_pool(module: nn.Module) -> bool:
+    def pair(value) -> tuple:
+        return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+    return (
+        type(module) is nn.MaxPool2d
+        and pair(module.kernel_size) == (2, 2)
+        and pair(module.stride) == (2, 2)
+        and pair(module.padding) == (0, 0)
+        and pair(module.dilation) == (1, 1)
+        and not module.ceil_mode
+        and not module.return_indices
+    )
+
+
 def _is_fusable_double_conv(double_conv: nn.Module) -> bool:
     """Conv, ReLU, conv, ReLU with nothing but Identity (folded BatchNorm) between."""
     kinds = [type(m) for m in double_conv.children()]
@@ -173,12 +202,16 @@ def fuse_conv_relu(model: nn.Module) -> nn.Module:
 
     Identity modules between the two (a folded BatchNorm) are skipped over; dropout or
     any other module between them keeps the pair apart. Expanding-path blocks of a
-    U-Net become :class:`FusedUp` (no concatenation). Call after :func:`fold_batchnorm`.
+    U-Net become :class:`FusedUp` (no concatenation) and 2x2 max-pools
+    :class:`MaxPool2x2`. Call after :func:`fold_batchnorm`.
     """
     from .unet import Up
 
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
+            if _is_plain_2x2_pool(child):
+                setattr(parent, name, MaxPool2x2())
+                continue
             # a block with dropout keeps its concatenation; its pairs still fuse below
             if isinstance(child, Up) and _is_fusable_double_conv(child.conv):
                 setattr(parent, name, FusedUp(child))
