@@ -167,10 +167,11 @@ def test_training_first_clicks_are_jittered_but_well_inside():
 class _ScriptedEngine(GuidedClickEngine):
     """The engine with the network replaced by a script of probability maps."""
 
-    def __init__(self, volume, maps):
+    def __init__(self, volume, maps, local_replace=False):
         self.predictor = None
         self.volume, self.stats, self.patch = volume, None, 64
         self.clicks, self.added, self.maps = {}, {}, list(maps)
+        self.local_replace = local_replace
 
     def object_probability(self, click):
         return self.maps.pop(0), (slice(0, 64), slice(0, 64))
@@ -231,3 +232,22 @@ def test_evaluate_click_engines_reports_every_task(sample):
     largest = int(np.argmax(case["task_area_px"]))
     assert case["task_area_px"][largest] > 500 and case["guided_task_noc90"][largest] <= 2
     assert report["mean_curves"]["guided"][-1] > report["mean_curves"]["guided"][0]
+
+
+@pytest.mark.parametrize("local_replace", [False, True])
+def test_local_replace_keeps_the_far_side_of_an_obeyed_collapse(local_replace):
+    volume = np.zeros((3, 64, 64), np.float32)
+    collapsed = np.zeros((64, 64), np.float32)
+    collapsed[20, 20] = 1.0  # obeys both clicks: positive inside, negative outside
+    engine = _ScriptedEngine(volume, [_disc_map(20, 20, 8), collapsed], local_replace)
+    first = engine.apply(Click(0, 1, 20, 20, True), np.zeros((64, 64), np.uint8), 0.5)
+    assert first.sum() == _disc_map(20, 20, 8).sum()  # the first click: the same either way
+    second = engine.apply(Click(0, 1, 20, 27, False), first, 0.5)
+    assert second[20, 20] and not second[20, 27]
+    if not local_replace:  # today's rule takes the network's one-pixel answer
+        assert second.sum() == 1
+    else:  # only pixels nearer to the negative click (col > 23.5) follow the network
+        yy, xx = np.nonzero(first)
+        expected = int((xx <= 23).sum())
+        assert second.sum() == expected
+        assert second[20, 14] and second[20, 23] and not second[20, 24]

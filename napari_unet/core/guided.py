@@ -44,6 +44,9 @@ CLICK_DISC = 0.0
 # training brains. The held-out brains did not confirm it and it costs a second patch
 # per click, so it is off by default.
 FLIP_AVERAGE = False
+# local_replace=True limits a replacement by an obeying network answer to the pixels nearer
+# to the new click than to any click of the other kind (docs/model-card-clicks.md).
+LOCAL_REPLACE = False
 
 
 class GuidedClickEngine:
@@ -56,6 +59,7 @@ class GuidedClickEngine:
         stats=None,
         patch: int = GUIDED_PATCH,
         flip_average: bool = FLIP_AVERAGE,
+        local_replace: bool = LOCAL_REPLACE,
     ) -> None:
         if not predictor.bundle.click_channels:
             raise ValueError(
@@ -67,6 +71,7 @@ class GuidedClickEngine:
         self.stats = stats or predictor.fit_stats(volume, 3)
         self.patch = patch
         self.flip_average = flip_average
+        self.local_replace = local_replace
         self.clicks: dict[tuple[int, int], list[Click]] = {}
         self.added: dict[tuple[int, int], np.ndarray] = {}  # what this engine put in
 
@@ -125,9 +130,12 @@ class GuidedClickEngine:
         own = _nearer_than(region.shape, (row, col), others)
         candidate = self._consistent_object(found, key, rows, cols)
         if candidate is not None:
-            region &= ~region_added  # the engine's last object gives way to the new one
-            region |= candidate
-            region_added[...] = candidate
+            # the engine's last object gives way to the new one (only on this click's side
+            # of the other kind's clicks, with local_replace)
+            replaced = (region & ~region_added) | candidate
+            side = own if self.local_replace else np.ones_like(own)
+            region[side] = replaced[side]
+            region_added[side] = candidate[side]
         elif click.positive:
             grown = (
                 component_at(found, row, col)
