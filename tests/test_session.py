@@ -20,3 +20,23 @@ def test_volume_results_drop_specks_but_slices_and_hand_edits_stay():
     single[0, 15, 15] = 0.9
     session.add_probabilities(single, (slice(0, 1), slice(None), slice(None)), labels)
     assert labels[0, 15, 15] == 1  # a slice result is not filtered by a 3D minimum
+
+
+def test_rederiving_keeps_hand_edits_and_regions_the_network_never_saw():
+    session = SegmentationSession((3, 8, 8))
+    labels = np.zeros((3, 8, 8), np.uint8)
+    labels[2, 0, 0] = 1  # painted before any network ran there
+    prob = np.full((2, 8, 8), 0.2, np.float32)
+    prob[:, 2:5, 2:5] = 0.8
+    session.add_probabilities(prob, (slice(0, 2), slice(None), slice(None)), labels)
+    assert labels[:2].sum() == 18 and labels[2, 0, 0] == 1
+    labels[0, 3, 3] = 0  # erased by hand inside the lesion
+    labels[1, 7, 7] = 1  # painted by hand outside it
+    changed = session.set_threshold(0.1, labels)  # everything computed is now lesion
+    assert changed == (slice(0, 2), slice(0, 8), slice(0, 8))
+    assert labels[0, 3, 3] == 0 and labels[1, 7, 7] == 1  # hand edits survive
+    assert labels[:2].sum() == 2 * 64 - 1  # all computed voxels but the erased one
+    assert labels[2].sum() == 1  # never computed: untouched
+    session.set_threshold(0.9, labels)  # nothing is lesion now, except the hand edits
+    assert labels[:2].sum() == 1 and labels[1, 7, 7] == 1 and labels[2, 0, 0] == 1
+    assert session.auto_mask[:2].sum() == 1  # it records the hand-set voxels as seen

@@ -42,7 +42,7 @@ class SegmentationSession:
         count = int(changed.sum())
         if count:
             self.manual[region] |= changed
-            self.auto_mask[region] = np.where(changed, labels[region], self.auto_mask[region])
+            np.copyto(self.auto_mask[region], labels[region], where=changed, casting="unsafe")
         return count
 
     def add_probabilities(
@@ -86,9 +86,10 @@ class SegmentationSession:
     ) -> None:
         if derived is None:
             derived = self.derive(self.probability[region])
-        keep = self.manual[region] | ~self.computed[region]
-        labels[region] = np.where(keep, labels[region], derived)
-        self.auto_mask[region] = np.where(keep, self.auto_mask[region], derived)
+        # in place, without whole-volume temporaries: this runs on the GUI thread
+        take = self.computed[region] & ~self.manual[region]
+        np.copyto(labels[region], derived, where=take, casting="unsafe")
+        np.copyto(self.auto_mask[region], derived, where=take, casting="unsafe")
 
 
 def _bounding_box(mask: np.ndarray) -> Region:
