@@ -133,10 +133,9 @@ class GuidedClickEngine:
         if candidate is not None:
             # the engine's last object gives way to the new one (only on this click's side
             # of the other kind's clicks, with local_replace)
-            replaced = (region & ~region_added) | candidate
-            side = own if self.local_replace else np.ones_like(own)
-            region[side] = replaced[side]
-            region_added[side] = candidate[side]
+            side = own if self.local_replace else True
+            np.copyto(region, (region & ~region_added) | candidate, where=side)
+            np.copyto(region_added, candidate, where=side)
         elif click.positive:
             grown = (
                 component_at(found, row, col)

@@ -56,9 +56,16 @@ def bootstrap_grouped_mean_ci(
         raise ValueError("bootstrap_grouped_mean_ci needs at least one non-empty group")
     sums = np.array([a.sum() for a in arrays])
     counts = np.array([len(a) for a in arrays])
+    return _percentile_interval(_grouped_resampled_means(sums, counts, resamples, seed), level)
+
+
+def _grouped_resampled_means(
+    sums: np.ndarray, counts: np.ndarray, resamples: int, seed: int
+) -> np.ndarray:
+    """Pooled means (sum of items / number of items) over resampled groups."""
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
-    return _percentile_interval(sums[picks].sum(axis=1) / counts[picks].sum(axis=1), level)
+    picks = rng.integers(0, len(sums), size=(resamples, len(sums)))
+    return sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
 
 
 @dataclass(frozen=True)
@@ -139,9 +146,7 @@ def paired_grouped_difference(
     sums_a = np.array([a.sum() for a, _ in pairs])
     sums_b = np.array([b.sum() for _, b in pairs])
     counts = np.array([len(a) for a, _ in pairs])
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
-    means = (sums_b[picks].sum(axis=1) - sums_a[picks].sum(axis=1)) / counts[picks].sum(axis=1)
+    means = _grouped_resampled_means(sums_b - sums_a, counts, resamples, seed)
     low, high = _percentile_interval(means, level)
     total = counts.sum()
     return PairedDifference(
