@@ -52,7 +52,9 @@ def main() -> int:
             probs[name] = predictor.predict_volume(image, axis=0)
             scores[name]["seconds"] += time.perf_counter() - start
             mask = bundle.postprocess(
-                (probs[name] >= bundle.threshold).astype(np.uint8), image_spacing
+                (probs[name] >= bundle.threshold).astype(np.uint8),
+                image_spacing,
+                probability=probs[name],
             )
             scores[name]["dice"].append(dice(mask > 0, truth))
             scores[name]["lesion_f1"].append(lesion_f1(mask > 0, truth))

@@ -33,6 +33,7 @@ def main() -> None:
         raise SystemExit(f"error: {exc}") from None
     soup.threshold = post.threshold
     soup.min_lesion_voxels = post.min_lesion_voxels
+    soup.grow_threshold = post.grow_threshold
     soup.min_lesion_extent_mm = post.min_lesion_extent_mm
     soup.provenance = {
         **soup.provenance,

@@ -51,6 +51,7 @@ def main() -> int:
         parent = load_checkpoint(args.copy_from)
         bundle.threshold = parent.threshold
         bundle.min_lesion_voxels = parent.min_lesion_voxels
+        bundle.grow_threshold = parent.grow_threshold
         bundle.min_lesion_extent_mm = parent.min_lesion_extent_mm
         bundle.provenance = {
             **bundle.provenance,

@@ -142,3 +142,24 @@ def test_saved_checkpoints_get_normal_file_permissions(tiny_bundle, tmp_path):
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
     assert path.with_suffix(".json").stat().st_mode & 0o777 == 0o644
+
+
+def test_growth_threshold_round_trips_and_drives_postprocess(tiny_bundle, tmp_path):
+    assert tiny_bundle.grow_threshold is None  # off unless a model declares it
+    tiny_bundle.grow_threshold = 0.2
+    loaded = load_checkpoint(save_checkpoint(tiny_bundle, tmp_path / "grow.safetensors"))
+    assert loaded.grow_threshold == pytest.approx(0.2)
+    prob = np.zeros((4, 12, 12), np.float32)
+    prob[1:3, 2:8, 2:8] = 0.3
+    prob[1:3, 4:6, 4:6] = 0.9
+    mask = (prob >= 0.5).astype(np.uint8)
+    assert int(loaded.postprocess(mask, (1.0, 1.0, 1.0), probability=prob).sum()) == 72
+    assert int(loaded.postprocess(mask, (1.0, 1.0, 1.0)).sum()) == 8  # no map, no growth
+    # a sidecar written before the field existed loads with growth off
+    path = tmp_path / "old.safetensors"
+    tiny_bundle.grow_threshold = None
+    save_checkpoint(tiny_bundle, path)
+    meta = json.loads(sidecar_path(path).read_text())
+    del meta["grow_threshold"]
+    sidecar_path(path).write_text(json.dumps(meta))
+    assert load_checkpoint(path).grow_threshold is None

@@ -108,3 +108,35 @@ def test_remove_thin_components_by_axial_extent_in_mm():
     both = editing.model_postprocess(mask, min_voxels=250, min_extent_mm=0.0)
     assert both.sum() == 8 * 36  # the 200-voxel blob is below 250 voxels
     np.testing.assert_array_equal(editing.model_postprocess(mask[5], 10**6, 99.0), mask[5])
+
+
+def test_grow_into_probability_extends_kept_components_and_adds_none():
+    prob = np.zeros((6, 20, 20), dtype=np.float32)
+    prob[1:5, 2:10, 2:10] = 0.3  # a lesion's low-probability border ...
+    prob[2:4, 4:8, 4:8] = 0.9  # ... around its confident core
+    prob[1:5, 14:18, 14:18] = 0.35  # a separate low blob that no kept core touches
+    kept = (prob >= 0.5).astype(np.uint8)
+    grown = editing.grow_into_probability(kept, prob, 0.25)
+    assert grown.dtype == np.uint8
+    assert int(grown.sum()) == 4 * 8 * 8  # the whole border, nothing of the far blob
+    assert grown[1:5, 14:18, 14:18].sum() == 0
+    assert np.array_equal(editing.grow_into_probability(kept, prob, 0.5), kept)
+    # with no kept component nothing can grow, however low the threshold
+    empty = np.zeros_like(kept)
+    assert editing.grow_into_probability(empty, prob, 0.01).sum() == 0
+
+
+def test_model_postprocess_grows_only_what_the_size_rule_kept():
+    prob = np.zeros((8, 30, 30), dtype=np.float32)
+    prob[1:7, 2:12, 2:12] = 0.3
+    prob[2:6, 4:10, 4:10] = 0.8  # 144 confident voxels, kept
+    prob[3, 20:22, 20:22] = 0.8  # 4 confident voxels, dropped by the size rule ...
+    prob[2:5, 18:24, 18:24] = 0.3  # ... so its low border must not come back either
+    mask = (prob >= 0.5).astype(np.uint8)
+    out = editing.model_postprocess(mask, min_voxels=10, probability=prob, grow_threshold=0.2)
+    assert int(out.sum()) == 6 * 10 * 10
+    assert out[2:5, 18:24, 18:24].sum() == 0
+    no_growth = editing.model_postprocess(mask, min_voxels=10)
+    assert int(no_growth.sum()) == 144
+    with pytest.raises(ValueError, match="same shape"):
+        editing.grow_into_probability(mask, prob[:4], 0.2)

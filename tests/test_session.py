@@ -40,3 +40,17 @@ def test_rederiving_keeps_hand_edits_and_regions_the_network_never_saw():
     session.set_threshold(0.9, labels)  # nothing is lesion now, except the hand edits
     assert labels[:2].sum() == 1 and labels[1, 7, 7] == 1 and labels[2, 0, 0] == 1
     assert session.auto_mask[:2].sum() == 1  # it records the hand-set voxels as seen
+
+
+def test_volume_results_grow_by_the_models_hysteresis_but_hand_erased_voxels_stay():
+    session = SegmentationSession((4, 20, 20), min_lesion_voxels=5, grow_threshold=0.2)
+    labels = np.zeros((4, 20, 20), np.uint8)
+    prob = np.zeros((4, 20, 20), np.float32)
+    prob[1:3, 3:12, 3:12] = 0.3  # the lesion's border, below the threshold
+    prob[1:3, 5:10, 5:10] = 0.9  # its core
+    prob[0:2, 15:19, 15:19] = 0.3  # low probability that touches no core: never added
+    session.add_probabilities(prob, (slice(None),) * 3, labels)
+    assert int(labels.sum()) == 2 * 9 * 9 and labels[0:2, 15:19, 15:19].sum() == 0
+    labels[1, 3, 3] = 0  # erased by hand
+    session.set_threshold(0.5, labels)
+    assert labels[1, 3, 3] == 0 and int(labels.sum()) == 2 * 9 * 9 - 1

@@ -291,6 +291,7 @@ class SegmentationWidget(InputSelection, Container):
         session = self.session(source)
         session.min_lesion_voxels = predictor.bundle.min_lesion_voxels
         session.min_lesion_extent_mm = predictor.bundle.min_lesion_extent_mm
+        session.grow_threshold = predictor.bundle.grow_threshold
         session.spacing = tuple(float(s) for s in source.scale[-3:])
         data = self.input_data(source, predictor)
 

@@ -50,18 +50,32 @@ class ModelBundle:
     threshold: float = 0.5
     min_lesion_voxels: int = 0  # post-processing: drop smaller 3D components
     min_lesion_extent_mm: float = 0.0  # post-processing: drop thinner 3D components (axial)
+    grow_threshold: float | None = None  # post-processing: kept components grow to p >= this
     click_channels: int = 0  # trailing input channels that encode clicks (click-guided models)
     context_slices: int = 0  # 2.5D: neighbours on each side fed with every slice
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
-    def postprocess(self, mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-        """The model's declared clean-up of a whole-volume mask (display order)."""
+    def postprocess(
+        self,
+        mask: np.ndarray,
+        spacing: tuple[float, ...],
+        probability: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The model's declared clean-up of a whole-volume mask (display order).
+
+        The growth step (``grow_threshold``) needs the ``probability`` the mask came from.
+        """
         from .editing import model_postprocess
 
         return model_postprocess(
-            mask, self.min_lesion_voxels, self.min_lesion_extent_mm, tuple(spacing)
+            mask,
+            self.min_lesion_voxels,
+            self.min_lesion_extent_mm,
+            tuple(spacing),
+            probability=probability,
+            grow_threshold=self.grow_threshold,
         )
 
     def with_first_convolution(
@@ -90,6 +104,7 @@ class ModelBundle:
             self.threshold,
             min_lesion_voxels=self.min_lesion_voxels,
             min_lesion_extent_mm=self.min_lesion_extent_mm,
+            grow_threshold=self.grow_threshold,
             click_channels=click_channels,
             context_slices=context_slices,
             provenance={"expanded_from": self.version_id, **provenance},
@@ -117,10 +132,15 @@ class ModelBundle:
             "click_channels": self.click_channels,
             "context_slices": self.context_slices,
             "min_lesion_extent_mm": self.min_lesion_extent_mm,
+            "grow_threshold": self.grow_threshold,
             "provenance": self.provenance,
             "metrics": self.metrics,
             "weights_sha256": weights_sha256,
         }
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def new_version_id() -> str:
@@ -290,6 +310,7 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         click_channels=click_channels,
         context_slices=context,
         min_lesion_extent_mm=float(meta.get("min_lesion_extent_mm", 0.0)),
+        grow_threshold=_optional_float(meta.get("grow_threshold")),
         provenance=dict(meta.get("provenance", {})),
         metrics=dict(meta.get("metrics", {})),
         path=path,

@@ -47,19 +47,54 @@ def remove_thin_components(
     return np.where(keep[labels], mask, 0).astype(mask.dtype)
 
 
+def grow_into_probability(
+    mask: np.ndarray, probability: np.ndarray, grow_threshold: float
+) -> np.ndarray:
+    """Hysteresis: each component of ``mask`` grows to its component of ``p >= grow_threshold``.
+
+    Only components of the lower threshold that touch the mask are added, so no new
+    component can appear; kept lesions extend into their lower-probability border.
+    """
+    binary = np.asarray(mask) > 0
+    probability = np.asarray(probability)
+    if probability.shape != binary.shape:
+        raise ValueError(
+            f"Growing a mask needs probabilities of the same shape; got {probability.shape} "
+            f"for a mask of {binary.shape}"
+        )
+    if not binary.any():
+        return mask
+    labels, count = ndimage.label(probability >= grow_threshold, structure=_structure(binary.ndim))
+    if count == 0:
+        return mask
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[np.unique(labels[binary])] = True
+    keep[0] = False
+    grown = keep[labels] & ~binary
+    return np.where(grown, 1, mask).astype(mask.dtype)
+
+
 def model_postprocess(
     mask: np.ndarray,
     min_voxels: int = 0,
     min_extent_mm: float = 0.0,
     spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
+    probability: np.ndarray | None = None,
+    grow_threshold: float | None = None,
 ) -> np.ndarray:
-    """A model's declared post-processing of a whole 3D mask (display order, axial first)."""
+    """A model's declared post-processing of a whole 3D mask (display order, axial first).
+
+    Small and thin components are dropped first; with ``grow_threshold`` and the
+    ``probability`` map, the kept ones then grow by hysteresis (``grow_into_probability``).
+    """
     if mask.ndim != 3:
         return mask
     if min_voxels > 0:
         mask = remove_small_components(mask, min_voxels)
     if min_extent_mm > 0:
         mask = remove_thin_components(mask, min_extent_mm, spacing, axis=0)
+    if grow_threshold is not None and probability is not None:
+        mask = grow_into_probability(mask, probability, grow_threshold)
     return mask
 
 

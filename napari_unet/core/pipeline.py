@@ -34,7 +34,7 @@ def binarize(
 ) -> np.ndarray:
     """Threshold, then apply the model's declared post-processing (small/thin components)."""
     mask = (prob >= (bundle.threshold if threshold is None else threshold)).astype(np.uint8)
-    return bundle.postprocess(mask, spacing)
+    return bundle.postprocess(mask, spacing, probability=prob)
 
 
 def segment_image(

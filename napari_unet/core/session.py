@@ -23,6 +23,7 @@ class SegmentationSession:
     threshold: float = 0.5
     min_lesion_voxels: int = 0  # the model's post-processing, applied to whole-volume results
     min_lesion_extent_mm: float = 0.0  # likewise: drop components thinner than this (axial)
+    grow_threshold: float | None = None  # likewise: kept components grow to p >= this
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     probability: np.ndarray = field(init=False)
     computed: np.ndarray = field(init=False)  # bool: the network ran on this voxel
@@ -77,7 +78,12 @@ class SegmentationSession:
         derived = (probability >= self.threshold).astype(np.uint8)
         if derived.ndim == 3 and derived.shape == self.shape:  # whole volumes only
             derived = model_postprocess(
-                derived, self.min_lesion_voxels, self.min_lesion_extent_mm, self.spacing
+                derived,
+                self.min_lesion_voxels,
+                self.min_lesion_extent_mm,
+                self.spacing,
+                probability=probability,
+                grow_threshold=self.grow_threshold,
             )
         return derived
 
