@@ -9,7 +9,12 @@ and writes a copy of the checkpoint whose sidecar declares the best combination:
         --data runs/synth_v2 --cases 16 --output runs/lesion_t1_v2/tuned.safetensors
 
 ``--copy-from OTHER`` skips the tuning and declares OTHER's post-processing instead (for a
-fine-tuned model that keeps the choice made for its parent).
+fine-tuned model that keeps the choice made for its parent). ``--grow-threshold T`` also
+declares hysteresis growth of the kept lesions to ``probability >= T`` (chosen with
+``scripts/hysteresis_check.py``; the bundled model uses 0.1)::
+
+    python scripts/tune_postprocess.py --model M --copy-from M --grow-threshold 0.1 \
+        --output runs/final.safetensors
 
 The scoring (``napari_unet.core.postprocess_search``) labels each volume once per threshold
 and gives exactly the scores of ``model_postprocess`` followed by ``dice`` and ``lesion_f1``.
@@ -33,9 +38,14 @@ def main() -> int:
     parser.add_argument("--output", required=True, help="the tuned checkpoint (.safetensors)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--criterion", choices=("dice+f1", "dice"), default="dice+f1")
+    parser.add_argument(
+        "--grow-threshold", type=float, help="kept lesions grow to probability >= this"
+    )
     args = parser.parse_args()
     if not args.data and not args.copy_from:
         parser.error("--data is required unless --copy-from is given")
+    if args.grow_threshold is not None and not 0.0 < args.grow_threshold < 1.0:
+        parser.error(f"--grow-threshold must lie between 0 and 1, got {args.grow_threshold}")
 
     import torch
 
@@ -53,6 +63,8 @@ def main() -> int:
         bundle.min_lesion_voxels = parent.min_lesion_voxels
         bundle.grow_threshold = parent.grow_threshold
         bundle.min_lesion_extent_mm = parent.min_lesion_extent_mm
+        if args.grow_threshold is not None:
+            bundle.grow_threshold = args.grow_threshold
         bundle.provenance = {
             **bundle.provenance,
             "postprocess_tuned_from": bundle.version_id,
@@ -96,6 +108,8 @@ def main() -> int:
     bundle.threshold = float(threshold)
     bundle.min_lesion_voxels = int(min_voxels)
     bundle.min_lesion_extent_mm = float(min_extent)
+    if args.grow_threshold is not None:
+        bundle.grow_threshold = args.grow_threshold
     bundle.provenance = {
         **bundle.provenance,
         "postprocess_tuned_from": bundle.version_id,
