@@ -9,9 +9,11 @@ and writes a copy of the checkpoint whose sidecar declares the best combination:
         --data runs/synth_v2 --cases 16 --output runs/lesion_t1_v2/tuned.safetensors
 
 ``--copy-from OTHER`` skips the tuning and declares OTHER's post-processing instead (for a
-fine-tuned model that keeps the choice made for its parent). ``--grow-threshold T`` also
-declares hysteresis growth of the kept lesions to ``probability >= T`` (chosen with
-``scripts/hysteresis_check.py``; the bundled model uses 0.1)::
+fine-tuned model that keeps the choice made for its parent). ``--grow-threshold T`` adds
+hysteresis growth of the kept lesions to ``probability >= T``: with ``--copy-from`` it is
+declared as given (the bundled model uses 0.1, chosen with ``scripts/hysteresis_check.py``);
+when tuning, every setting is scored with growth to each value given, and the best
+setting's growth is declared::
 
     python scripts/tune_postprocess.py --model M --copy-from M --grow-threshold 0.1 \
         --output runs/final.safetensors
@@ -39,32 +41,39 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--criterion", choices=("dice+f1", "dice"), default="dice+f1")
     parser.add_argument(
-        "--grow-threshold", type=float, help="kept lesions grow to probability >= this"
+        "--grow-threshold",
+        type=float,
+        nargs="+",
+        help="kept lesions grow to probability >= this (tuning: one or more to score)",
     )
     args = parser.parse_args()
     if not args.data and not args.copy_from:
         parser.error("--data is required unless --copy-from is given")
-    if args.grow_threshold is not None and not 0.0 < args.grow_threshold < 1.0:
-        parser.error(f"--grow-threshold must lie between 0 and 1, got {args.grow_threshold}")
+    for value in args.grow_threshold or []:
+        if not 0.0 < value < 1.0:
+            parser.error(f"--grow-threshold must lie between 0 and 1, got {value}")
+    if args.copy_from and args.grow_threshold and len(args.grow_threshold) > 1:
+        parser.error("with --copy-from, give one --grow-threshold to declare")
 
     import torch
 
     from napari_unet.core.checkpoint import load_checkpoint, new_version_id, save_checkpoint
     from napari_unet.core.inference import Predictor
     from napari_unet.core.io import read_image
+    from napari_unet.core.models import get_model
     from napari_unet.core.postprocess_search import search_postprocess
     from napari_unet.core.training.datasets import find_cases
 
     torch.set_num_threads(args.threads)
-    bundle = load_checkpoint(args.model)
+    bundle = get_model(args.model)
     if args.copy_from:
         parent = load_checkpoint(args.copy_from)
         bundle.threshold = parent.threshold
         bundle.min_lesion_voxels = parent.min_lesion_voxels
         bundle.grow_threshold = parent.grow_threshold
         bundle.min_lesion_extent_mm = parent.min_lesion_extent_mm
-        if args.grow_threshold is not None:
-            bundle.grow_threshold = args.grow_threshold
+        if args.grow_threshold:
+            bundle.grow_threshold = args.grow_threshold[0]
         bundle.provenance = {
             **bundle.provenance,
             "postprocess_tuned_from": bundle.version_id,
@@ -85,31 +94,32 @@ def main() -> int:
         predicted.append((prob, truth, image.geometry.display_spacing))
         sys.stdout.write(f"predicted {done}/{len(cases)} {case.case}\n")
     results = [
-        (r.dice, r.lesion_f1, r.threshold, r.min_voxels, r.min_extent_mm)
+        (r.dice, r.lesion_f1, r.threshold, r.min_voxels, r.min_extent_mm, r.grow_threshold)
         for r in search_postprocess(
             predicted,
             thresholds=(0.3, 0.4, 0.5, 0.6, 0.7),
             min_voxels=(0, 10, 30, 100),
             min_extents_mm=(0.0, 2.0, 3.0, 5.0, 7.0, 9.0),
             progress=lambda line: sys.stdout.write(line + "\n"),
+            grow_thresholds=tuple(args.grow_threshold or [None]),
         )
     ]
-    for mean_dice, mean_f1, threshold, min_voxels, min_extent in results:
+    for mean_dice, mean_f1, threshold, min_voxels, min_extent, grow in results:
+        grown = "" if grow is None else f"  grow to {grow:.2f}"
         sys.stdout.write(
             f"threshold {threshold:.1f}  min voxels {min_voxels:4d}  "
-            f"min extent {min_extent:4.1f} mm  "
+            f"min extent {min_extent:4.1f} mm{grown}  "
             f"Dice {mean_dice:.4f}  lesion F1 {mean_f1:.4f}\n"
         )
 
     def score(result: tuple) -> float:
         return result[0] if args.criterion == "dice" else (result[0] + result[1]) / 2
 
-    best_dice, best_f1, threshold, min_voxels, min_extent = max(results, key=score)
+    best_dice, best_f1, threshold, min_voxels, min_extent, grow = max(results, key=score)
     bundle.threshold = float(threshold)
     bundle.min_lesion_voxels = int(min_voxels)
     bundle.min_lesion_extent_mm = float(min_extent)
-    if args.grow_threshold is not None:
-        bundle.grow_threshold = args.grow_threshold
+    bundle.grow_threshold = grow  # what the chosen setting was scored with
     bundle.provenance = {
         **bundle.provenance,
         "postprocess_tuned_from": bundle.version_id,
@@ -128,6 +138,7 @@ def main() -> int:
                 "threshold": threshold,
                 "min_lesion_voxels": min_voxels,
                 "min_lesion_extent_mm": min_extent,
+                "grow_threshold": grow,
             }
         )
         + "\n"

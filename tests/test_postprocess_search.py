@@ -32,11 +32,16 @@ def _blobby_case(seed: int, spacing, empty_truth: bool = False):
     return prob, truth, spacing
 
 
-def _brute_force(cases, threshold, min_voxels, min_extent):
+def _brute_force(cases, threshold, min_voxels, min_extent, grow=None):
     dices, f1s = [], []
     for prob, truth, spacing in cases:
         mask = (prob >= threshold).astype(np.uint8)
-        cleaned = model_postprocess(mask, min_voxels, min_extent, spacing) > 0
+        cleaned = (
+            model_postprocess(
+                mask, min_voxels, min_extent, spacing, probability=prob, grow_threshold=grow
+            )
+            > 0
+        )
         dices.append(dice(cleaned, truth))
         f1s.append(lesion_f1(cleaned, truth))
     return float(np.mean(dices)), float(np.mean(f1s))
@@ -64,6 +69,30 @@ def test_search_equals_brute_force_on_every_setting():
         distinct.add(expected)
     # the grid really discriminates: a table that ignored the filters would not pass
     assert len(distinct) > len(grid) // 3
+
+
+def test_growth_search_equals_brute_force_on_every_setting():
+    cases = [
+        _blobby_case(3, (1.0, 1.0, 1.0)),
+        _blobby_case(4, (3.0, 0.9, 0.9)),
+        _blobby_case(5, (2.5, 1.0, 1.0), empty_truth=True),
+    ]
+    grows = (None, 0.2, 0.4)
+    results = search_postprocess(cases, THRESHOLDS, MIN_VOXELS, MIN_EXTENTS, grow_thresholds=grows)
+    grid = [
+        setting
+        for setting in itertools.product(grows, THRESHOLDS, MIN_VOXELS, MIN_EXTENTS)
+        if setting[0] is None or setting[0] < setting[1]
+    ]
+    assert len(results) == len(grid) == 36 + 36 + 24
+    changed = 0
+    for result, (grow, threshold, voxels, extent) in zip(results, grid, strict=True):
+        assert (result.grow_threshold, result.threshold) == (grow, threshold)
+        expected = _brute_force(cases, threshold, voxels, extent, grow)
+        assert (result.dice, result.lesion_f1) == expected  # exact, not approximate
+        if grow is not None:
+            changed += expected != _brute_force(cases, threshold, voxels, extent)
+    assert changed > 20  # growth really changes the scores, so the check can fail
 
 
 def test_one_case_tables_cover_empty_and_full_overlap():

@@ -5,12 +5,16 @@ and then drops whole 26-connected components that are too small or too thin alon
 axial axis. Dropping whole components leaves the others unchanged, so every (minimum
 size, minimum extent) pair at one threshold can be scored from a table of the
 components' sizes, extents and overlaps with the truth, instead of re-labelling the
-volume for every setting. The scores equal ``metrics.dice`` and ``metrics.lesion_f1`` of
-``model_postprocess``'s output exactly (``tests/test_postprocess_search.py``).
+volume for every setting. With growth (hysteresis to a lower threshold), every kept
+component lies inside one component of the lower threshold, so a setting keeps exactly
+the low components that hold a kept one and is scored from the low threshold's table.
+The scores equal ``metrics.dice`` and ``metrics.lesion_f1`` of ``model_postprocess``'s
+output exactly (``tests/test_postprocess_search.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -34,15 +38,20 @@ class ComponentTable:
     truth_voxels: int
     truth_lesions: int
     peaks: np.ndarray | None = None  # highest probability inside each predicted component
+    labels: np.ndarray | None = None  # the labelled volume, when a growth search needs it
 
-    def scores(self, min_voxels: int, min_extent_mm: float) -> tuple[float, float]:
-        """Dice and lesion-wise F1 after dropping small and thin components."""
+    def kept(self, min_voxels: int, min_extent_mm: float) -> np.ndarray:
+        """Which components survive the size and extent rule (a boolean mask)."""
         kept = np.ones(self.sizes.shape, dtype=bool)
         if min_voxels > 0:
             kept &= self.sizes >= min_voxels
         if min_extent_mm > 0:
             kept &= self.extents_mm >= min_extent_mm
-        return self.scores_of(kept)
+        return kept
+
+    def scores(self, min_voxels: int, min_extent_mm: float) -> tuple[float, float]:
+        """Dice and lesion-wise F1 after dropping small and thin components."""
+        return self.scores_of(self.kept(min_voxels, min_extent_mm))
 
     def scores_of(self, kept: np.ndarray) -> tuple[float, float]:
         """Dice and lesion-wise F1 when only the ``kept`` components (a boolean mask) stay."""
@@ -72,6 +81,7 @@ def component_table(
     truth_lesions: int,
     spacing: Sequence[float],
     axis: int = 0,
+    keep_labels: bool = False,
 ) -> ComponentTable:
     """Label ``prob >= threshold`` once and measure each component against the truth."""
     if prob.ndim != 3 or prob.shape != truth_labels.shape:
@@ -107,7 +117,20 @@ def component_table(
         truth_voxels=int(in_truth.sum()),
         truth_lesions=int(truth_lesions),
         peaks=peaks,
+        labels=labels if keep_labels else None,
     )
+
+
+def containing_components(high: ComponentTable, low: ComponentTable) -> np.ndarray:
+    """For each component of a higher threshold, the index of the low one that holds it."""
+    if high.labels is None or low.labels is None:
+        raise ValueError("growth search needs tables built with keep_labels=True")
+    count = len(high.sizes)
+    if count == 0:
+        return np.zeros(0, dtype=np.intp)
+    # a high component lies inside one low component, so any of its voxels names it
+    inside = ndimage.minimum(low.labels, high.labels, np.arange(1, count + 1))
+    return np.asarray(inside, dtype=np.intp) - 1
 
 
 @dataclass(frozen=True)
@@ -117,6 +140,7 @@ class SettingScore:
     min_extent_mm: float
     dice: float  # mean over cases
     lesion_f1: float
+    grow_threshold: float | None = None
 
 
 def search_postprocess(
@@ -125,25 +149,51 @@ def search_postprocess(
     min_voxels: Sequence[int],
     min_extents_mm: Sequence[float],
     progress: Callable[[str], None] | None = None,
+    grow_thresholds: Sequence[float | None] = (None,),
 ) -> list[SettingScore]:
     """Mean Dice and lesion F1 of every setting over ``(prob, truth, spacing)`` cases.
 
-    Settings come back in ``itertools.product(thresholds, min_voxels, min_extents_mm)``
-    order, the order the tuning script always reported.
+    Settings come back in ``itertools.product(grow_thresholds, thresholds, min_voxels,
+    min_extents_mm)`` order (with no growth, the order the tuning script always reported);
+    a growth threshold at or above a threshold is skipped (it would add nothing).
     """
     cases = list(cases)
     truths = [label_truth(truth) for _, truth, _ in cases]
-    per_threshold: dict[float, list[ComponentTable]] = {}
-    for threshold in thresholds:
-        per_threshold[threshold] = [
-            component_table(prob, threshold, labels, count, spacing)
-            for (prob, _, spacing), (labels, count) in zip(cases, truths, strict=True)
-        ]
+    growing = [g for g in grow_thresholds if g is not None]
+    levels = sorted(set(thresholds) | set(growing))
+    pairs = [(t, g) for t in thresholds for g in growing if g < t]
+    tables: dict[float, list[ComponentTable]] = {level: [] for level in levels}
+    inside: dict[tuple[float, float], list[np.ndarray]] = {pair: [] for pair in pairs}
+    for done, ((prob, _, spacing), (labels, count)) in enumerate(
+        zip(cases, truths, strict=True), start=1
+    ):
+        # one case at a time, so only its labelled volumes are held
+        case_tables = {
+            level: component_table(prob, level, labels, count, spacing, keep_labels=bool(pairs))
+            for level in levels
+        }
+        for t, g in pairs:
+            inside[(t, g)].append(containing_components(case_tables[t], case_tables[g]))
+        for level, table in case_tables.items():
+            tables[level].append(dataclasses.replace(table, labels=None))
         if progress is not None:
-            progress(f"labelled {len(cases)} volumes at threshold {threshold}")
+            progress(f"labelled volume {done}/{len(cases)} at {len(levels)} thresholds")
     results = []
-    for threshold, voxels, extent in itertools.product(thresholds, min_voxels, min_extents_mm):
-        scores = [table.scores(voxels, extent) for table in per_threshold[threshold]]
+    for grow, threshold, voxels, extent in itertools.product(
+        grow_thresholds, thresholds, min_voxels, min_extents_mm
+    ):
+        if grow is not None and grow >= threshold:
+            continue
+        scores = []
+        for case, table in enumerate(tables[threshold]):
+            kept = table.kept(voxels, extent)
+            if grow is None:
+                scores.append(table.scores_of(kept))
+                continue
+            low = tables[grow][case]
+            kept_low = np.zeros(low.sizes.shape, dtype=bool)
+            kept_low[inside[(threshold, grow)][case][kept]] = True
+            scores.append(low.scores_of(kept_low))
         results.append(
             SettingScore(
                 threshold=threshold,
@@ -151,6 +201,7 @@ def search_postprocess(
                 min_extent_mm=extent,
                 dice=float(np.mean([s[0] for s in scores])),
                 lesion_f1=float(np.mean([s[1] for s in scores])),
+                grow_threshold=grow,
             )
         )
     return results
