@@ -13,7 +13,7 @@ fine-tuned model that keeps the choice made for its parent). ``--grow-threshold 
 hysteresis growth of the kept lesions to ``probability >= T``: with ``--copy-from`` it is
 declared as given (the bundled model uses 0.1, chosen with ``scripts/hysteresis_check.py``);
 when tuning, every setting is scored with growth to each value given, and the best
-setting's growth is declared::
+setting's growth is declared (tuning without it scores and declares no growth)::
 
     python scripts/tune_postprocess.py --model M --copy-from M --grow-threshold 0.1 \
         --output runs/final.safetensors
