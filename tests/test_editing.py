@@ -140,3 +140,21 @@ def test_model_postprocess_grows_only_what_the_size_rule_kept():
     assert int(no_growth.sum()) == 144
     with pytest.raises(ValueError, match="same shape"):
         editing.grow_into_probability(mask, prob[:4], 0.2)
+
+
+def test_grow_by_intensity_follows_dark_tissue_within_reach_only():
+    image = np.full((12, 40, 40), 100.0, np.float32)
+    image[4:8, 10:30, 10:30] = 20.0  # a dark lesion ...
+    mask = np.zeros(image.shape, np.uint8)
+    mask[4:8, 14:20, 14:20] = 1  # ... of which the network found a part
+    image[4:8, 35:39, 35:39] = 20.0  # an unconnected dark region: never added
+    grown = editing.grow_by_intensity(mask, image, max_mm=30.0)
+    assert int(grown.sum()) == 4 * 20 * 20  # the whole dark lesion
+    assert grown[4:8, 35:39, 35:39].sum() == 0
+    near = editing.grow_by_intensity(mask, image, max_mm=2.0)  # reach limits growth
+    assert mask.sum() < near.sum() < grown.sum()
+    assert near[4:8, 10:12].sum() == 0
+    # a brighter neighbour (above the midpoint cut) stops it
+    image[4:8, 20:30, 10:30] = 70.0
+    capped = editing.grow_by_intensity(mask, image, max_mm=30.0)
+    assert capped[4:8, 20:30].sum() == 0 and capped[4:8, 10:20, 10:30].all()
