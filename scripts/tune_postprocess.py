@@ -60,14 +60,14 @@ def main() -> int:
     from napari_unet.core.checkpoint import load_checkpoint, new_version_id, save_checkpoint
     from napari_unet.core.inference import Predictor
     from napari_unet.core.io import read_image
-    from napari_unet.core.models import get_model
+    from napari_unet.core.models import resolve_model_path
     from napari_unet.core.postprocess_search import search_postprocess
     from napari_unet.core.training.datasets import find_cases
 
     torch.set_num_threads(args.threads)
-    bundle = get_model(args.model)
+    bundle = load_checkpoint(resolve_model_path(args.model))
     if args.copy_from:
-        parent = load_checkpoint(args.copy_from)
+        parent = load_checkpoint(resolve_model_path(args.copy_from))
         bundle.threshold = parent.threshold
         bundle.min_lesion_voxels = parent.min_lesion_voxels
         bundle.grow_threshold = parent.grow_threshold
