@@ -67,9 +67,9 @@ step "post-process phase 4" "$OUT/p4/final.safetensors" \
 step "average" "$OUT/soup.safetensors" \
   "$PY" scripts/average_weights.py "$OUT/p3/tuned.safetensors" "$OUT/p4/final.safetensors" \
   --weight 0.5 --postprocess-from "$OUT/p3/tuned.safetensors" --output "$OUT/soup.safetensors"
-step "growth (session 13)" "$OUT/final.safetensors" \
+step "growth (sessions 13-14)" "$OUT/final.safetensors" \
   "$PY" scripts/tune_postprocess.py --model "$OUT/soup.safetensors" \
-  --copy-from "$OUT/soup.safetensors" --grow-threshold 0.1 --output "$OUT/final.safetensors"
+  --copy-from "$OUT/soup.safetensors" --grow-threshold 0.05 --output "$OUT/final.safetensors"
 echo "== wall time per step (s)"
 cat "$TIMES"
 echo "model: $OUT/final.safetensors"
