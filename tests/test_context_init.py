@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,10 +14,20 @@ from napari_unet.core.inference import Predictor
 from napari_unet.core.models import get_model
 from napari_unet.core.training.context_init import with_context_slices
 
+# The 2D default of session 14, kept next to the docs since the 2.5D model replaced it.
+FLAT_MODEL = Path(__file__).resolve().parents[1] / "docs" / "models" / "lesion_t1_2d.safetensors"
+
+
+def flat_model():
+    """A real trained 2D model (the bundled one is 2.5D since session 14)."""
+    bundle = load_checkpoint(FLAT_MODEL)
+    assert bundle.context_slices == 0
+    return bundle
+
 
 def test_grown_model_predicts_exactly_what_the_2d_model_did():
     torch.set_num_threads(2)
-    flat = get_model("lesion-t1")
+    flat = flat_model()
     grown = with_context_slices(flat, 1)
     assert grown.config.in_channels == 3 and grown.context_slices == 1
     assert grown.slab_size == 3 and grown.image_channels == 1
@@ -33,7 +45,7 @@ def test_grown_model_predicts_exactly_what_the_2d_model_did():
 
 
 def test_refuses_what_it_cannot_grow():
-    flat = get_model("lesion-t1")
+    flat = flat_model()
     with pytest.raises(ValueError, match="at least 1"):
         with_context_slices(flat, 0)
     with pytest.raises(ValueError, match="already 2.5D"):
@@ -73,7 +85,7 @@ def test_train_grows_a_2d_init(tmp_path, capsys):
 
     data = write_synthetic_dataset(tmp_path / "data", n_train=2, n_val=1, workers=1)
     init = tmp_path / "flat.safetensors"
-    save_checkpoint(get_model("lesion-t1"), init)
+    save_checkpoint(flat_model(), init)
     out = tmp_path / "run"
     args = ["train", "--data", str(data), "--init", str(init), "--context-slices", "1"]
     args += ["--steps", "2", "--val-every", "2", "--batch-size", "2", "--patch", "64"]
@@ -81,7 +93,7 @@ def test_train_grows_a_2d_init(tmp_path, capsys):
     trained = load_checkpoint(out / "best.safetensors")
     assert trained.context_slices == 1 and trained.config.in_channels == 3
     grown_init = tmp_path / "grown.safetensors"
-    save_checkpoint(with_context_slices(get_model("lesion-t1"), 1), grown_init)
+    save_checkpoint(with_context_slices(flat_model(), 1), grown_init)
     args[4] = str(grown_init)
     args[6] = "2"  # a 1-neighbour model cannot become a 2-neighbour one
     assert main([*args, "--output", str(tmp_path / "run2")]) == 2

@@ -349,7 +349,7 @@ def bench_monai(report: Report, model_source: str | None, repeats: int) -> None:
     rng = np.random.default_rng(0)
     volume = rng.normal(100, 20, MNI_SHAPE).astype(np.float32)
     stats = ours.fit_stats(volume, 3)
-    reference_flops = conv_flops(bundle.model.eval(), (1, 1, 256, 256))
+    reference_flops = conv_flops(bundle.model.eval(), (1, bundle.config.in_channels, 256, 256))
     widths = _basicunet_features(reference_flops)
     monai_net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=widths).eval()
     monai_flops = conv_flops(monai_net, (1, 1, 256, 256))
