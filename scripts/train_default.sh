@@ -67,9 +67,19 @@ step "post-process phase 4" "$OUT/p4/final.safetensors" \
 step "average" "$OUT/soup.safetensors" \
   "$PY" scripts/average_weights.py "$OUT/p3/tuned.safetensors" "$OUT/p4/final.safetensors" \
   --weight 0.5 --postprocess-from "$OUT/p3/tuned.safetensors" --output "$OUT/soup.safetensors"
-step "growth (sessions 13-14)" "$OUT/final.safetensors" \
+step "growth (sessions 13-14)" "$OUT/flat.safetensors" \
   "$PY" scripts/tune_postprocess.py --model "$OUT/soup.safetensors" \
-  --copy-from "$OUT/soup.safetensors" --grow-threshold 0.05 --output "$OUT/final.safetensors"
+  --copy-from "$OUT/soup.safetensors" --grow-threshold 0.05 --output "$OUT/flat.safetensors"
+# session 14: the 2D model above (docs/models/lesion_t1_2d.*) grown to 2.5D
+step "phase 5 (2.5D)" "$OUT/p5/best.safetensors" \
+  "$NAPARI_UNET" train --data runs/synth64 --data runs/synth_wide --output "$OUT/p5" \
+  --init "$OUT/flat.safetensors" --context-slices 1 --steps 4800 --lr 3e-4 --warmup 20 \
+  --lesion-fraction 0.5 --hard-negative-fraction 0.2 --mine-every 400 \
+  --min-lesion-voxels 30 --val-every 1200 --seed 14 --threads 2
+step "tune phase 5" "$OUT/final.safetensors" \
+  "$PY" scripts/tune_postprocess.py --model "$OUT/p5/best.safetensors" --data runs/synth64 \
+  --cases 16 --grow-threshold 0.05 --threads 2 --output "$OUT/final.safetensors"
 echo "== wall time per step (s)"
 cat "$TIMES"
-echo "model: $OUT/final.safetensors"
+echo "2D model: $OUT/flat.safetensors"
+echo "model (2.5D, the bundled default's recipe): $OUT/final.safetensors"
