@@ -50,6 +50,28 @@ def test_refuses_what_it_cannot_grow():
         with_context_slices(flat, 0)
     with pytest.raises(ValueError, match="already 2.5D"):
         with_context_slices(with_context_slices(flat, 1), 1)
+    with pytest.raises(ValueError, match="can only grow"):
+        with_context_slices(with_context_slices(flat, 2), 1)
+
+
+def test_a_25d_model_grows_wider_and_predicts_what_it_did():
+    torch.set_num_threads(2)
+    narrow = get_model("lesion-t1")  # the bundled 2.5D default, one neighbour per side
+    assert narrow.context_slices == 1
+    wide = with_context_slices(narrow, 2)
+    assert wide.context_slices == 2 and wide.config.in_channels == 5
+    rng = np.random.default_rng(2)
+    volume = rng.normal(100, 20, (8, 64, 64)).astype(np.float32)
+    volume[2:6, 20:40, 20:40] -= 60
+    volume[3:5] += rng.normal(0, 30, (2, 64, 64)).astype(np.float32)
+    a = Predictor(narrow, device="cpu", precision="fp32").predict_volume(volume, axis=0)
+    b = Predictor(wide, device="cpu", precision="fp32").predict_volume(volume, axis=0)
+    assert a.max() > 0.01 and np.abs(a - b).max() < 1e-5
+    weight = wide.model.state_dict()["inc.0.weight"]
+    old = narrow.model.state_dict()["inc.0.weight"]
+    assert float(weight[:, [0, 4]].abs().sum()) == 0.0  # the outer neighbours start at zero
+    assert torch.equal(weight[:, 1:4], old)
+    assert wide.provenance["expanded_from"] == narrow.version_id
 
 
 def test_grown_click_model_answers_clicks_exactly_as_the_2d_one():
@@ -95,6 +117,12 @@ def test_train_grows_a_2d_init(tmp_path, capsys):
     grown_init = tmp_path / "grown.safetensors"
     save_checkpoint(with_context_slices(flat_model(), 1), grown_init)
     args[4] = str(grown_init)
-    args[6] = "2"  # a 1-neighbour model cannot become a 2-neighbour one
-    assert main([*args, "--output", str(tmp_path / "run2")]) == 2
-    assert "can only be added to a 2D model" in capsys.readouterr().err
+    args[6] = "2"  # a 1-neighbour model grows to 2 neighbours
+    assert main([*args, "--output", str(tmp_path / "run2"), "--threads", "2"]) == 0
+    assert load_checkpoint(tmp_path / "run2" / "best.safetensors").context_slices == 2
+    wider_init = tmp_path / "wider.safetensors"
+    save_checkpoint(with_context_slices(flat_model(), 2), wider_init)
+    # but a model never shrinks: that would drop trained neighbour weights
+    args[4], args[6] = str(wider_init), "1"
+    assert main([*args, "--output", str(tmp_path / "run3")]) == 2
+    assert "a model can only grow" in capsys.readouterr().err

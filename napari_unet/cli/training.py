@@ -117,14 +117,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 print(f"error: {args.init}: {exc}", file=sys.stderr)
                 return 2
-        if context_slices and not init_from.context_slices:
+        if context_slices and context_slices > init_from.context_slices:
             from ..core.training.context_init import with_context_slices
 
             init_from = with_context_slices(init_from, context_slices)
         elif context_slices and context_slices != init_from.context_slices:
             print(
                 f"error: {args.init} sees {init_from.context_slices} neighbour(s) per side; "
-                f"--context-slices {context_slices} can only be added to a 2D model",
+                f"--context-slices {context_slices} would drop some (a model can only grow)",
                 file=sys.stderr,
             )
             return 2
@@ -312,7 +312,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0,
         metavar="K",
         help="2.5D input: K neighbouring slices on each side as extra channels (default 0; "
-        "with --init, the initial model's value; given with a 2D --init, the model is grown "
-        "to 2.5D with zero neighbour weights, so it starts from the 2D model's output)",
+        "with --init, the initial model's value; larger than --init's, the model is grown "
+        "with zero weights on the added neighbours, so it starts from --init's output)",
     )
     p.set_defaults(func=cmd_train)
