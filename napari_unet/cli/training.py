@@ -117,17 +117,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 print(f"error: {args.init}: {exc}", file=sys.stderr)
                 return 2
-        if context_slices and context_slices > init_from.context_slices:
+        if context_slices and context_slices != init_from.context_slices:
             from ..core.training.context_init import with_context_slices
 
-            init_from = with_context_slices(init_from, context_slices)
-        elif context_slices and context_slices != init_from.context_slices:
-            print(
-                f"error: {args.init} sees {init_from.context_slices} neighbour(s) per side; "
-                f"--context-slices {context_slices} would drop some (a model can only grow)",
-                file=sys.stderr,
-            )
-            return 2
+            try:
+                init_from = with_context_slices(init_from, context_slices)
+            except ValueError as exc:
+                print(f"error: {args.init}: {exc}", file=sys.stderr)
+                return 2
         model_config = init_from.config
         context_slices = init_from.context_slices
     elif args.clicks:

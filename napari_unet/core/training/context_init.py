@@ -27,8 +27,8 @@ def with_context_slices(bundle: ModelBundle, context: int) -> ModelBundle:
     have = bundle.context_slices
     if have >= context:
         raise ValueError(
-            f"{bundle.version_id} is already 2.5D ({have} neighbours per side); "
-            f"it can only grow to more than {have}"
+            f"{bundle.version_id} is already 2.5D ({have} neighbours per side) and "
+            f"{context} would drop trained neighbour weights; a model can only grow"
         )
     channels, clicks = bundle.image_channels, bundle.click_channels
     old_slab, slab = 2 * have + 1, 2 * context + 1
