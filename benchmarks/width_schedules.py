@@ -86,7 +86,8 @@ def main() -> int:
             bundle = dataclasses.replace(shipped, model=UNet(config).eval(), config=config)
         predictors[name] = Predictor(bundle, device="cpu")
     flops = {
-        name: conv_flops(p.bundle.model.eval(), (1, 1, 256, 256)) for name, p in predictors.items()
+        name: conv_flops(p.bundle.model.eval(), (1, p.bundle.config.in_channels, 256, 256))
+        for name, p in predictors.items()
     }
     image = np.random.default_rng(0).normal(100, 20, (256, 256)).astype(np.float32)
     stats = {name: p.fit_stats(image, 2) for name, p in predictors.items()}

@@ -125,6 +125,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 print(f"error: {args.init}: {exc}", file=sys.stderr)
                 return 2
+        if args.widths and args.widths != init_from.config.widths():
+            from ..core.training.widen import with_widths
+
+            try:
+                init_from = with_widths(init_from, args.widths, seed=args.seed)
+            except ValueError as exc:
+                print(f"error: {args.init}: {exc}", file=sys.stderr)
+                return 2
         model_config = init_from.config
         context_slices = init_from.context_slices
     elif args.clicks:
@@ -246,7 +254,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=lambda text: [int(w) for w in text.split(",")],
         metavar="W0,W1,...",
         help="channels per level, top first (depth + 1 of them), instead of doubling "
-        "from --base-width; e.g. 16,24,48,96,192 (see benchmarks/width_schedules.py)",
+        "from --base-width; e.g. 16,24,48,96,192 (see benchmarks/width_schedules.py); with "
+        "--init, wider levels than the initial model's are added with zero outgoing weights, "
+        "so training starts from its output",
     )
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)

@@ -93,6 +93,21 @@ class ModelBundle:
         config = UNetConfig.from_dict({**self.config.to_dict(), "in_channels": weight.shape[1]})
         state = {k: v.clone() for k, v in self.model.state_dict().items()}
         state["inc.0.weight"] = weight
+        return self.with_network(config, state, provenance, click_channels, context_slices)
+
+    def with_network(
+        self,
+        config: UNetConfig,
+        state: dict[str, torch.Tensor],
+        provenance: dict[str, Any],
+        click_channels: int | None = None,
+        context_slices: int | None = None,
+    ) -> ModelBundle:
+        """A new version with another network (``config`` and its ``state``).
+
+        Normalization, threshold and post-processing are copied; provenance records this
+        version as the origin.
+        """
         model = UNet(config)
         model.load_state_dict(state)
         model.eval()
@@ -105,8 +120,8 @@ class ModelBundle:
             min_lesion_voxels=self.min_lesion_voxels,
             min_lesion_extent_mm=self.min_lesion_extent_mm,
             grow_threshold=self.grow_threshold,
-            click_channels=click_channels,
-            context_slices=context_slices,
+            click_channels=self.click_channels if click_channels is None else click_channels,
+            context_slices=self.context_slices if context_slices is None else context_slices,
             provenance={"expanded_from": self.version_id, **provenance},
         )
 
