@@ -9,6 +9,9 @@ batch 1 and 4 and the end-to-end latency of a 256x256 slice. Weights do not chan
 speed, so no training is needed to decide whether a schedule is worth training::
 
     python benchmarks/width_schedules.py --threads 2 --json docs/width_schedules.json
+
+``--isa avx2`` holds oneDNN and ATen to AVX2 in fp32, which estimates an AVX2 host's
+figures on a CPU with AVX-512 (the clock and caches stay this CPU's, so it is an estimate).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import sys
 
@@ -48,7 +52,21 @@ def main() -> int:
         metavar="N",
         help="forward/ceiling at these batch sizes (default 1 and 4); repeatable",
     )
+    parser.add_argument(
+        "--isa",
+        choices=["native", "avx2"],
+        default="native",
+        help="avx2: hold oneDNN and ATen to AVX2 and run fp32, to estimate an AVX2 host's "
+        "figures on a newer CPU (an estimate: clocks and caches stay this CPU's)",
+    )
     args = parser.parse_args()
+    precision = "auto"
+    if args.isa == "avx2":  # read by oneDNN and ATen when torch loads, so set them first
+        if "torch" in sys.modules:
+            parser.error("--isa avx2 must be set before torch is imported")
+        os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
+        precision = "fp32"
     batches = sorted(set(args.batch or [1, 4]))
     if batches[0] < 1:
         parser.error(f"--batch must be at least 1, got {batches[0]}")
@@ -84,7 +102,7 @@ def main() -> int:
             )
             torch.manual_seed(0)
             bundle = dataclasses.replace(shipped, model=UNet(config).eval(), config=config)
-        predictors[name] = Predictor(bundle, device="cpu")
+        predictors[name] = Predictor(bundle, device="cpu", precision=precision)
     flops = {
         name: conv_flops(p.bundle.model.eval(), (1, p.bundle.config.in_channels, 256, 256))
         for name, p in predictors.items()
@@ -118,6 +136,7 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as handle:
             table = {"threads": args.threads, "rounds": args.rounds, "batches": batches}
+            table |= {"isa": args.isa, "precision": precision}
             json.dump({**table, "rows": rows}, handle, indent=2)
     return 0
 
