@@ -76,10 +76,20 @@ step "phase 5 (2.5D)" "$OUT/p5/best.safetensors" \
   --init "$OUT/flat.safetensors" --context-slices 1 --steps 4800 --lr 3e-4 --warmup 20 \
   --lesion-fraction 0.5 --hard-negative-fraction 0.2 --mine-every 400 \
   --min-lesion-voxels 30 --val-every 1200 --seed 14 --threads 2
-step "tune phase 5" "$OUT/final.safetensors" \
+step "tune phase 5" "$OUT/p5/tuned.safetensors" \
   "$PY" scripts/tune_postprocess.py --model "$OUT/p5/best.safetensors" --data runs/synth64 \
+  --cases 16 --grow-threshold 0.05 --threads 2 --output "$OUT/p5/tuned.safetensors"
+# session 17: the 2.5D model above (docs/models/lesion_t1_s14.*) widened to 8-32-64-128-256
+step "phase 6 (wider)" "$OUT/p6/best.safetensors" \
+  "$NAPARI_UNET" train --data runs/synth64 --data runs/synth_wide --output "$OUT/p6" \
+  --init "$OUT/p5/tuned.safetensors" --widths 8,32,64,128,256 --steps 4800 --lr 5e-4 \
+  --warmup 20 --lesion-fraction 0.5 --hard-negative-fraction 0.2 --mine-every 400 \
+  --min-lesion-voxels 30 --val-every 1200 --seed 17 --threads 2
+step "tune phase 6" "$OUT/final.safetensors" \
+  "$PY" scripts/tune_postprocess.py --model "$OUT/p6/best.safetensors" --data runs/synth64 \
   --cases 16 --grow-threshold 0.05 --threads 2 --output "$OUT/final.safetensors"
 echo "== wall time per step (s)"
 cat "$TIMES"
 echo "2D model: $OUT/flat.safetensors"
-echo "model (2.5D, the bundled default's recipe): $OUT/final.safetensors"
+echo "2.5D model of sessions 14-16: $OUT/p5/tuned.safetensors"
+echo "model (2.5D, widened: the bundled default's recipe): $OUT/final.safetensors"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,11 +15,19 @@ from napari_unet.core.models import get_model
 from napari_unet.core.training.widen import with_widths
 
 WIDER = [8, 32, 64, 128, 256]
+# The 2.5D default of sessions 14-16 (8-24-48-96-192), kept since the widened one replaced it.
+NARROW_MODEL = Path(__file__).resolve().parents[1] / "docs" / "models" / "lesion_t1_s14.safetensors"
+
+
+def narrow_model():
+    bundle = load_checkpoint(NARROW_MODEL)
+    assert bundle.config.widths() == [8, 24, 48, 96, 192] and bundle.context_slices == 1
+    return bundle
 
 
 def test_widened_default_predicts_exactly_what_it_did():
     torch.set_num_threads(2)
-    narrow = get_model("lesion-t1")  # the bundled 2.5D default, 8-24-48-96-192
+    narrow = narrow_model()
     wide = with_widths(narrow, [16, *WIDER[1:]])
     assert wide.config.widths() == [16, 32, 64, 128, 256]
     assert wide.context_slices == narrow.context_slices == 1
@@ -44,7 +54,7 @@ def test_widened_default_predicts_exactly_what_it_did():
 
 
 def test_added_channels_learn():
-    narrow = get_model("lesion-t1")
+    narrow = narrow_model()
     wide = with_widths(narrow, WIDER)
     model = wide.model.train()
     x = torch.randn(2, 3, 64, 64)
@@ -56,7 +66,7 @@ def test_added_channels_learn():
 
 
 def test_refuses_what_it_cannot_widen():
-    narrow = get_model("lesion-t1")
+    narrow = narrow_model()
     with pytest.raises(ValueError, match="can only grow"):
         with_widths(narrow, [8, 16, 48, 96, 192])
     with pytest.raises(ValueError, match="depth"):
@@ -70,12 +80,25 @@ def test_train_widens_an_init(tmp_path, capsys):
 
     data = write_synthetic_dataset(tmp_path / "data", n_train=2, n_val=1, workers=1)
     init = tmp_path / "narrow.safetensors"
-    save_checkpoint(get_model("lesion-t1"), init)
+    save_checkpoint(narrow_model(), init)
     args = ["train", "--data", str(data), "--init", str(init), "--widths", "8,32,64,128,256"]
     args += ["--steps", "2", "--val-every", "2", "--batch-size", "2", "--patch", "64"]
     assert main([*args, "--output", str(tmp_path / "run"), "--threads", "2"]) == 0
     trained = load_checkpoint(tmp_path / "run" / "best.safetensors")
     assert trained.config.widths() == WIDER and trained.context_slices == 1
+    origin = trained.provenance["init_from"]  # the run names the model it widened
+    assert origin["expanded_from"] == narrow_model().version_id
+    assert origin["widened_from"] == [8, 24, 48, 96, 192]
     args[6] = "8,16,48,96,192"  # narrower at one level: refused with the reason
     assert main([*args, "--output", str(tmp_path / "run2")]) == 2
     assert "a model can only grow" in capsys.readouterr().err
+
+
+def test_bundled_default_is_the_widened_network_within_10_mb():
+    bundle = get_model("lesion-t1")
+    assert bundle.config.widths() == WIDER and bundle.context_slices == 1
+    assert bundle.path.stat().st_size <= 10 * 1024 * 1024  # the limit for a shipped model
+    widened = with_widths(narrow_model(), WIDER)
+    assert sum(p.numel() for p in widened.model.parameters()) == sum(
+        p.numel() for p in bundle.model.parameters()
+    )

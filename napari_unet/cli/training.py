@@ -174,6 +174,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     if init_from is not None:
         provenance["init_from"] = {"path": str(args.init), "version_id": init_from.version_id}
+        grown = ("expanded_from", "widened_from", "context_added")  # set when --init was grown
+        provenance["init_from"] |= {
+            k: init_from.provenance[k] for k in grown if k in init_from.provenance
+        }
     bar = ProgressBar("training")
     generator = train(
         train_volumes,
