@@ -62,8 +62,9 @@ def with_widths(bundle: ModelBundle, widths: Sequence[int], seed: int = 0) -> Mo
         if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
             state.update(_widened_convolution(name, module, old))
         elif not list(module.children()):  # norms and parameter-free leaves
+            old_state = old.state_dict()
             for key, value in module.state_dict().items():
-                state[f"{name}.{key}"] = _widened_vector(value, old.state_dict()[key])
+                state[f"{name}.{key}"] = _widened_vector(value, old_state[key])
     missing = set(fresh.state_dict()) - set(state)
     if missing:  # a layer type this function does not know: refuse rather than guess
         raise ValueError(f"cannot widen layers {sorted(missing)} of {bundle.version_id}")
