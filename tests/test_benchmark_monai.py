@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from napari_unet.core import benchmark
+from napari_unet.core import benchmark, benchmark_volume
 from napari_unet.core.checkpoint import save_checkpoint
 from napari_unet.core.training.context_init import with_context_slices
 
@@ -15,9 +15,9 @@ def test_monai_comparison_with_a_25d_model(tiny_bundle, tmp_path, monkeypatch):
     """FLOPs are counted on the model's own input channels (3 for a 2.5D model)."""
     path = tmp_path / "ctx.safetensors"
     save_checkpoint(with_context_slices(tiny_bundle, 1), path)
-    monkeypatch.setattr(benchmark, "MNI_SHAPE", (4, 64, 64))  # a small volume, same code
+    monkeypatch.setattr(benchmark_volume, "MNI_SHAPE", (4, 64, 64))  # a small volume, same code
     report = benchmark.Report()
-    benchmark.bench_monai(report, str(path), repeats=1)
+    benchmark_volume.bench_monai(report, str(path), repeats=1)
     rows = {row.name: row.value for row in report.rows}
     ratio = next(v for name, v in rows.items() if name.startswith("ours / MONAI time ["))
     assert math.isfinite(ratio) and ratio > 0

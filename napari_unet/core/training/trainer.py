@@ -26,7 +26,7 @@ from ..editing import model_postprocess
 from ..inference import Predictor, drain
 from ..metrics import dice, lesion_f1
 from ..normalization import NormalizationSpec, identity_stats
-from ..precision import autocast, resolve_precision
+from ..precision import autocast, resolve_training_precision
 from ..unet import UNet, UNetConfig
 from .click_training import add_simulated_clicks
 from .losses import lesion_probability, lesion_wise_dice_loss
@@ -242,7 +242,7 @@ def train(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     bank = SliceBank(train_volumes, config.context_slices)
-    precision = resolve_precision(config.precision, device)
+    precision = resolve_training_precision(config.precision, device)
     state_path = run_dir / "last_state.pt"
     history_path = run_dir / "history.json"
     start, best_dice, history = 0, -1.0, {"train": [], "val": []}
@@ -265,7 +265,7 @@ def train(
                 np.random.default_rng([config.seed, start, 1]),
                 config,
                 device,
-                resolve_precision(config.precision, device),
+                resolve_training_precision(config.precision, device),
             )
         yield TrainEvent(start, config.steps, float("nan"), message=f"resumed at step {start}")
     best_path = run_dir / "best.safetensors"
