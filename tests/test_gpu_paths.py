@@ -117,3 +117,13 @@ def test_training_precision_is_fp32_on_cuda_and_unchanged_on_a_cpu():
     assert resolve_training_precision("auto", cpu) == resolve_precision("auto", cpu)
     assert resolve_training_precision("auto", torch.device("cuda")) == "fp32"
     assert resolve_training_precision("bf16", torch.device("cuda")) == "bf16"  # explicit wins
+
+
+def test_benchmark_on_a_missing_gpu_says_so(capsys, tmp_path, monkeypatch):
+    from napari_unet.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    assert main(["benchmark", "--device", "cuda", "--json", str(tmp_path / "b.json")]) == 2
+    assert "Device 'cuda' is not available on this machine" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()

@@ -105,7 +105,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     import torch
 
     from ..core.benchmark import run
+    from ..core.device import select_device
 
+    try:
+        select_device(args.device)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     report = run(
