@@ -43,7 +43,7 @@ def slice_rows(bundle, device: str, repeats: int) -> list[dict]:
     predictors = []
     for name, options in variants:
         if on_gpu:
-            options = {"cuda_graphs": False, "pin_memory": False, **options}
+            options = {"cuda_graphs": False, **options}
         predictor = Predictor(bundle, device=device, batch_size=1, **options)
         stats = predictor.fit_stats(image, 2)
         predictors.append((name, predictor, stats))

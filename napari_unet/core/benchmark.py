@@ -206,25 +206,25 @@ def _path_name(predictor: Predictor) -> str:
     return f"{device}{predictor.precision}, {layout}{fused}{graphs}"
 
 
+def plain_predictor(bundle: ModelBundle, device: str | torch.device) -> Predictor:
+    """The plain path: fp32, NCHW, no fusion, no CUDA graphs."""
+    return Predictor(
+        bundle,
+        device=device,
+        precision="fp32",
+        channels_last=False,
+        fused=False,
+        cuda_graphs=False,
+    )
+
+
 def inference_paths(bundle: ModelBundle, device: torch.device) -> list[Predictor]:
     """The shipped path, the shipped path less its last lever, and the plain fp32 path."""
-    if device.type == "cuda":
-        return [
-            Predictor(bundle, device=device),
-            Predictor(bundle, device=device, cuda_graphs=False),
-            Predictor(
-                bundle,
-                device=device,
-                precision="fp32",
-                channels_last=False,
-                cuda_graphs=False,
-                pin_memory=False,
-            ),
-        ]
+    last_lever_off = {"cuda_graphs": False} if device.type == "cuda" else {"fused": False}
     return [
         Predictor(bundle, device=device),
-        Predictor(bundle, device=device, fused=False),
-        Predictor(bundle, device=device, precision="fp32", channels_last=False, fused=False),
+        Predictor(bundle, device=device, **last_lever_off),
+        plain_predictor(bundle, device),
     ]
 
 

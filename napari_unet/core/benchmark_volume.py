@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from .benchmark import Report, _path_name, conv_flops, synchronizer, timed
+from .benchmark import Report, _path_name, conv_flops, plain_predictor, synchronizer, timed
 from .inference import Predictor
 from .models import get_model
 
@@ -33,10 +33,8 @@ def _volume_worker(
 ) -> dict:
     """Runs in a fresh process: time and peak RSS (and GPU memory) of one MNI-sized volume."""
     bundle = get_model(model_source)
-    options = {"precision": "fp32", "channels_last": False, "fused": False} if plain else {}
-    if plain and device != "cpu":
-        options.update(cuda_graphs=False, pin_memory=False)
-    predictor = Predictor(bundle, device=device, **options)  # the shipped default batch
+    # the shipped default batch either way
+    predictor = plain_predictor(bundle, device) if plain else Predictor(bundle, device=device)
     if real:
         volume = mni_head_volume()
     else:
@@ -117,10 +115,7 @@ def bench_monai(
                     chunk, (256, 256), 16, monai_net, overlap=0.25, mode="gaussian"
                 ).cpu()
 
-    options = {"precision": "fp32", "channels_last": False, "fused": False}
-    if device != "cpu":
-        options.update(cuda_graphs=False, pin_memory=False)
-    plain = Predictor(bundle, device=device, **options)
+    plain = plain_predictor(bundle, device)
     sync = synchronizer(device)
     ours_s = statistics.median(
         timed(lambda: ours.predict_volume(volume, 0, stats), repeats, warmup=1, sync=sync)
