@@ -23,7 +23,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 import torch
 
@@ -45,15 +44,14 @@ def upconv_as_matmul(up: torch.nn.ConvTranspose2d):
 
 def round_robin(calls: list, rounds: int) -> list[float]:
     """Median seconds per call of each callable, timed one after the other each round."""
+    from napari_unet.core.benchmark import timed
+
     for call in calls:
-        for _ in range(5):
-            call()
-    samples: list[list[float]] = [[] for _ in calls]
+        timed(call, 0, warmup=5)
+    samples = [[] for _ in calls]
     for _ in range(rounds):
         for index, call in enumerate(calls):
-            start = time.perf_counter()
-            call()
-            samples[index].append(time.perf_counter() - start)
+            samples[index] += timed(call, 1, warmup=0)
     return [statistics.median(s) for s in samples]
 
 
