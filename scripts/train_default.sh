@@ -85,11 +85,21 @@ step "phase 6 (wider)" "$OUT/p6/best.safetensors" \
   --init "$OUT/p5/tuned.safetensors" --widths 8,32,64,128,256 --steps 4800 --lr 5e-4 \
   --warmup 20 --lesion-fraction 0.5 --hard-negative-fraction 0.2 --mine-every 400 \
   --min-lesion-voxels 30 --val-every 1200 --seed 17 --threads 2
-step "tune phase 6" "$OUT/final.safetensors" \
+step "tune phase 6" "$OUT/p6/tuned.safetensors" \
   "$PY" scripts/tune_postprocess.py --model "$OUT/p6/best.safetensors" --data runs/synth64 \
+  --cases 16 --grow-threshold 0.05 --threads 2 --output "$OUT/p6/tuned.safetensors"
+# session 20: the widened model above (docs/models/lesion_t1_w32.*) with a 16-channel first level
+step "phase 7 (16-channel first level)" "$OUT/p7/best.safetensors" \
+  "$NAPARI_UNET" train --data runs/synth64 --data runs/synth_wide --output "$OUT/p7" \
+  --init "$OUT/p6/tuned.safetensors" --widths 16,32,64,128,256 --steps 4800 --lr 5e-4 \
+  --warmup 20 --lesion-fraction 0.5 --hard-negative-fraction 0.2 --mine-every 400 \
+  --min-lesion-voxels 30 --val-every 1200 --seed 19 --threads 2
+step "tune phase 7" "$OUT/final.safetensors" \
+  "$PY" scripts/tune_postprocess.py --model "$OUT/p7/best.safetensors" --data runs/synth64 \
   --cases 16 --grow-threshold 0.05 --threads 2 --output "$OUT/final.safetensors"
 echo "== wall time per step (s)"
 cat "$TIMES"
 echo "2D model: $OUT/flat.safetensors"
 echo "2.5D model of sessions 14-16: $OUT/p5/tuned.safetensors"
-echo "model (2.5D, widened: the bundled default's recipe): $OUT/final.safetensors"
+echo "2.5D widened model of sessions 17-19: $OUT/p6/tuned.safetensors"
+echo "model (16-channel first level: the bundled default's recipe): $OUT/final.safetensors"

@@ -15,8 +15,12 @@ from napari_unet.core.models import get_model
 from napari_unet.core.training.widen import with_widths
 
 WIDER = [8, 32, 64, 128, 256]
+SHIPPED = [16, 32, 64, 128, 256]  # the default since session 20
+MODELS = Path(__file__).resolve().parents[1] / "docs" / "models"
 # The 2.5D default of sessions 14-16 (8-24-48-96-192), kept since the widened one replaced it.
-NARROW_MODEL = Path(__file__).resolve().parents[1] / "docs" / "models" / "lesion_t1_s14.safetensors"
+NARROW_MODEL = MODELS / "lesion_t1_s14.safetensors"
+# The default of sessions 17-19 (8-32-64-128-256); the session-20 default grew from it.
+W32_MODEL = MODELS / "lesion_t1_w32.safetensors"
 
 
 def narrow_model():
@@ -96,9 +100,15 @@ def test_train_widens_an_init(tmp_path, capsys):
 
 def test_bundled_default_is_the_widened_network_within_10_mb():
     bundle = get_model("lesion-t1")
-    assert bundle.config.widths() == WIDER and bundle.context_slices == 1
+    assert bundle.config.widths() == SHIPPED and bundle.context_slices == 1
     assert bundle.path.stat().st_size <= 10 * 1024 * 1024  # the limit for a shipped model
-    widened = with_widths(narrow_model(), WIDER)
-    assert sum(p.numel() for p in widened.model.parameters()) == sum(
-        p.numel() for p in bundle.model.parameters()
+    w32 = load_checkpoint(W32_MODEL)
+    assert w32.config.widths() == WIDER
+    n_shipped = sum(p.numel() for p in bundle.model.parameters())
+    for grown in (with_widths(w32, SHIPPED), with_widths(narrow_model(), SHIPPED)):
+        assert sum(p.numel() for p in grown.model.parameters()) == n_shipped
+    # grown from w32, not a copy of it: the full-resolution level was trained
+    assert bundle.provenance["init_from"]["widened_from"] == WIDER
+    assert not torch.equal(
+        bundle.model.state_dict()["inc.0.weight"][:8], w32.model.state_dict()["inc.0.weight"]
     )
