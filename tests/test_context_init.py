@@ -16,6 +16,8 @@ from napari_unet.core.training.context_init import with_context_slices
 
 # The 2D default of session 14, kept next to the docs since the 2.5D model replaced it.
 FLAT_MODEL = Path(__file__).resolve().parents[1] / "docs" / "models" / "lesion_t1_2d.safetensors"
+# The 2D click model of sessions 9-19, kept since the 2.5D one grown from lesion-t1 replaced it.
+FLAT_CLICK_MODEL = FLAT_MODEL.with_name("lesion_t1_clicks_soup9.safetensors")
 
 
 def flat_model():
@@ -78,7 +80,8 @@ def test_grown_click_model_answers_clicks_exactly_as_the_2d_one():
     from napari_unet.core.click_maps import click_maps
 
     torch.set_num_threads(2)
-    flat = get_model("lesion-t1-clicks")
+    flat = load_checkpoint(FLAT_CLICK_MODEL)
+    assert flat.context_slices == 0 and flat.click_channels == 2
     grown = with_context_slices(flat, 1)
     assert grown.click_channels == 2 and grown.image_channels == 1
     assert grown.config.in_channels == 5  # three slices, then the positive and negative maps

@@ -70,6 +70,9 @@ def test_click_model_ships_with_click_channels(click_predictor):
     bundle = click_predictor.bundle
     assert bundle.click_channels == 2 and bundle.image_channels == 1
     assert bundle.path.stat().st_size <= 10 * 1024 * 1024
+    # since session 20: 2.5D like the automatic default it was grown from
+    assert bundle.context_slices == 1 and bundle.config.in_channels == 3 + 2
+    assert bundle.provenance["init_from"]["expanded_from"] == "20261204T160612-b6362620"
 
 
 def test_guided_session_on_the_sample_converges(sample, click_predictor):
@@ -90,17 +93,19 @@ def test_flip_average_is_the_mean_of_the_patch_and_its_mirror(sample, click_pred
     z = int(np.argmax(truth.sum(axis=(1, 2))))
     rows, cols = np.nonzero(truth[z])
     row, col = int(rows.mean()), int(cols.mean())
-    patch = image[z, row - 40 : row + 40, col - 48 : col + 48].astype(np.float32)
-    maps = click_maps(patch.shape, [(40, 48, True)])
+    slab = click_predictor.volume_slab(image, z, 0).astype(np.float32)  # (3, H, W): 2.5D
+    assert slab.shape[0] == click_predictor.bundle.slab_size
+    patch = slab[:, row - 40 : row + 40, col - 48 : col + 48]
+    maps = click_maps(patch.shape[-2:], [(40, 48, True)])
     stats = click_predictor.fit_stats(image, 3)
     plain = click_predictor.predict_slice(patch, stats, click_maps=maps)
     mirrored = click_predictor.predict_slice(
-        np.ascontiguousarray(patch[:, ::-1]),
+        np.ascontiguousarray(patch[..., ::-1]),
         stats,
         click_maps=np.ascontiguousarray(maps[..., ::-1]),
     )[:, ::-1]
     averaged = click_predictor.predict_slice(patch, stats, click_maps=maps, flip_average=True)
-    assert averaged.shape == patch.shape
+    assert averaged.shape == patch.shape[-2:]
     np.testing.assert_allclose(averaged, (plain + mirrored) / 2, atol=1e-5)
     assert np.abs(plain - mirrored).max() > 1e-3  # the network is not mirror-symmetric
     # the guided engine averages when asked (off by default: see guided.FLIP_AVERAGE)
@@ -109,8 +114,8 @@ def test_flip_average_is_the_mean_of_the_patch_and_its_mirror(sample, click_pred
         engine = GuidedClickEngine(click_predictor, image, stats, flip_average=flip)
         engine.clicks[(0, z)] = [click]
         prob, (r, c) = engine.object_probability(click)
-        local = image[z, r, c].astype(np.float32)
-        local_maps = click_maps(local.shape, [(row - r.start, col - c.start, True)])
+        local = slab[:, r, c]
+        local_maps = click_maps(local.shape[-2:], [(row - r.start, col - c.start, True)])
         expected = click_predictor.predict_slice(
             local, stats, click_maps=local_maps, flip_average=flip
         )

@@ -80,10 +80,12 @@ def test_simulated_user_feeds_the_object_of_the_earlier_clicks(click_bundle):
     row, col, _ = first_click(truth[z])
     predictor = Predictor(click_bundle)
     stats = predictor.fit_stats(image, 3)
-    patch = np.s_[row - 48 : row + 48, col - 48 : col + 48]
-    normalized = predictor.normalize(image[z][patch][None], stats)[:1]
+    patch = np.s_[:, row - 48 : row + 48, col - 48 : col + 48]
+    slab = predictor.volume_slab(image, z, 0).astype(np.float32)[patch]  # 3 slices: 2.5D
+    inputs = click_bundle.slab_size  # image channels before the click maps
+    normalized = predictor.normalize(slab, stats)[:inputs]
     images = torch.from_numpy(np.repeat(normalized[None], 4, axis=0))
-    masks = torch.from_numpy(np.repeat(truth[z][patch][None], 4, axis=0).astype(np.float32))
+    masks = torch.from_numpy(np.repeat(truth[z][patch[1:]][None], 4, axis=0).astype(np.float32))
     grown = with_previous_mask_channel(click_bundle)
     fed = 0
     for seed in range(6):
@@ -96,8 +98,9 @@ def test_simulated_user_feeds_the_object_of_the_earlier_clicks(click_bundle):
             "fp32",
             click_channels=3,
         )
-        assert x.shape == (4, 4, 96, 96)
-        for positive, previous in zip(x[:, 1].numpy(), x[:, 3].numpy(), strict=True):
+        assert x.shape == (4, inputs + 3, 96, 96)
+        positives, previouses = x[:, inputs].numpy(), x[:, inputs + 2].numpy()
+        for positive, previous in zip(positives, previouses, strict=True):
             assert set(np.unique(previous)) <= {0.0, 1.0}
             labels, count = ndimage.label(previous > 0, structure=np.ones((3, 3)))
             for k in range(1, count + 1):  # every part holds an earlier positive click
@@ -177,4 +180,5 @@ def test_save_and_load_keep_three_click_channels(click_bundle, tmp_path):
     grown = with_previous_mask_channel(click_bundle)
     path = save_checkpoint(grown, tmp_path / "prev.safetensors")
     loaded = load_checkpoint(path)
-    assert loaded.click_channels == 3 and loaded.config.in_channels == 4
+    assert loaded.click_channels == 3
+    assert loaded.config.in_channels == click_bundle.config.in_channels + 1
