@@ -1,4 +1,5 @@
-"""Choose a model's post-processing on *training* cases, never on the validation set.
+"""Choose a model's post-processing on training or held-out tuning cases, never on a
+validation set that decides anything.
 
 Predicts ``--cases`` training volumes once, then scores every combination of probability
 threshold, minimum component size (voxels) and minimum axial extent (mm) by the mean of
@@ -18,6 +19,11 @@ setting's growth is declared (tuning without it scores and declares no growth)::
     python scripts/tune_postprocess.py --model M --copy-from M --grow-threshold 0.1 \
         --output runs/final.safetensors
 
+``--split val`` tunes on a dataset's ``imagesTs`` cases instead: brains written only for
+tuning (``napari-unet synth --train 0 --val N --val-start S`` with seeds no other run uses),
+so the choice is made where the network behaves as on unseen brains rather than on the
+brains it was trained on. ``--thresholds`` and ``--min-extents`` replace the default grid.
+
 The scoring (``napari_unet.core.postprocess_search``) labels each volume once per threshold
 and gives exactly the scores of ``model_postprocess`` followed by ``dice`` and ``lesion_f1``.
 """
@@ -36,7 +42,21 @@ def main() -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", help="dataset whose training cases the tuning uses")
     parser.add_argument("--copy-from", help="take this checkpoint's post-processing, no tuning")
-    parser.add_argument("--cases", type=int, default=16, help="training cases to tune on")
+    parser.add_argument("--cases", type=int, default=16, help="cases to tune on")
+    parser.add_argument(
+        "--split",
+        choices=("train", "val"),
+        default="train",
+        help="tune on the dataset's training cases, or on its imagesTs cases (a tuning set)",
+    )
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7])
+    parser.add_argument(
+        "--min-extents",
+        type=float,
+        nargs="+",
+        default=[0.0, 2.0, 3.0, 5.0, 7.0, 9.0],
+        help="minimum axial extents (mm) to score",
+    )
     parser.add_argument("--output", required=True, help="the tuned checkpoint (.safetensors)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--criterion", choices=("dice+f1", "dice"), default="dice+f1")
@@ -49,6 +69,11 @@ def main() -> int:
     args = parser.parse_args()
     if not args.data and not args.copy_from:
         parser.error("--data is required unless --copy-from is given")
+    for value in args.thresholds:
+        if not 0.0 < value < 1.0:
+            parser.error(f"--thresholds must lie between 0 and 1, got {value}")
+    if any(value < 0 for value in args.min_extents):
+        parser.error("--min-extents must not be negative")
     for value in args.grow_threshold or []:
         if not 0.0 < value < 1.0:
             parser.error(f"--grow-threshold must lie between 0 and 1, got {value}")
@@ -85,7 +110,9 @@ def main() -> int:
         sys.stdout.write(f"{parent.version_id}\n")
         return 0
     predictor = Predictor(bundle, batch_size=16)
-    cases = [c for c in find_cases(args.data) if c.split == "train"][: args.cases]
+    cases = [c for c in find_cases(args.data) if c.split == args.split][: args.cases]
+    if not cases:
+        parser.error(f"{args.data}: no {args.split} cases to tune on")
     predicted = []
     for done, case in enumerate(cases, start=1):
         image = read_image(case.images[0])
@@ -97,9 +124,9 @@ def main() -> int:
         (r.dice, r.lesion_f1, r.threshold, r.min_voxels, r.min_extent_mm, r.grow_threshold)
         for r in search_postprocess(
             predicted,
-            thresholds=(0.3, 0.4, 0.5, 0.6, 0.7),
+            thresholds=tuple(args.thresholds),
             min_voxels=(0, 10, 30, 100),
-            min_extents_mm=(0.0, 2.0, 3.0, 5.0, 7.0, 9.0),
+            min_extents_mm=tuple(args.min_extents),
             progress=lambda line: sys.stdout.write(line + "\n"),
             grow_thresholds=tuple(args.grow_threshold or [None]),
         )
@@ -107,7 +134,7 @@ def main() -> int:
     for mean_dice, mean_f1, threshold, min_voxels, min_extent, grow in results:
         grown = "" if grow is None else f"  grow to {grow:.2f}"
         sys.stdout.write(
-            f"threshold {threshold:.1f}  min voxels {min_voxels:4d}  "
+            f"threshold {threshold:.2f}  min voxels {min_voxels:4d}  "
             f"min extent {min_extent:4.1f} mm{grown}  "
             f"Dice {mean_dice:.4f}  lesion F1 {mean_f1:.4f}\n"
         )
@@ -124,6 +151,7 @@ def main() -> int:
         **bundle.provenance,
         "postprocess_tuned_from": bundle.version_id,
         "postprocess_tuning": {
+            "split": args.split,
             "training_cases": [c.case for c in cases],
             "train_dice": best_dice,
             "train_lesion_f1": best_f1,

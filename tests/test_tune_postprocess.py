@@ -110,3 +110,30 @@ def test_copy_from_declares_one_growth_and_refuses_two(tiny_bundle, tmp_path):
         str(tmp_path / "bad.safetensors"),
     )
     assert done.returncode == 2 and "between 0 and 1" in done.stderr
+
+
+def test_tuning_on_held_out_cases_with_a_chosen_grid(tiny_bundle, tmp_path, rng):
+    model = save_checkpoint(tiny_bundle, tmp_path / "m.safetensors")
+    data = _dataset(tmp_path / "data", rng)
+    for folder in ("imagesTs", "labelsTs"):
+        (data / folder).mkdir()
+    image = rng.normal(100, 10, (10, 32, 32)).astype(np.float32)
+    mask = np.zeros((10, 32, 32), np.uint8)
+    mask[2:8, 4:12, 4:12] = 1
+    write_nifti(data / "imagesTs" / "held_0000.nii.gz", image, np.eye(4))
+    write_nifti(data / "labelsTs" / "held.nii.gz", mask, np.eye(4))
+    out = tmp_path / "held.safetensors"
+    args = ["--model", str(model), "--data", str(data), "--cases", "5", "--output", str(out)]
+    grid = ["--thresholds", "0.15", "0.25", "--min-extents", "0", "4", "11"]
+    done = _run(*args, "--split", "val", *grid)
+    assert done.returncode == 0, done.stderr
+    assert "predicted 1/1 held" in done.stdout  # the one held-out case, not the two training ones
+    lines = [line for line in done.stdout.splitlines() if line.startswith("threshold ")]
+    assert len(lines) == 2 * 4 * 3  # thresholds x min voxels x extents
+    tuned = load_checkpoint(out)
+    assert tuned.threshold in (0.15, 0.25) and tuned.min_lesion_extent_mm in (0.0, 4.0, 11.0)
+    assert tuned.provenance["postprocess_tuning"]["split"] == "val"
+    assert tuned.provenance["postprocess_tuning"]["training_cases"] == ["held"]
+    # a threshold outside (0, 1) is refused before anything runs
+    done = _run(*args, "--thresholds", "0", "0.5")
+    assert done.returncode == 2 and "--thresholds must lie between 0 and 1" in done.stderr
