@@ -53,6 +53,14 @@ def test_manifest_widget_and_sample_layers(viewer_with_widget):
     assert tuple(image.scale) == (1.0, 1.0, 1.0)
     assert widget.image.value is image
     assert type(widget).__name__ == "SegmentationWidget"
+    from qtpy.QtGui import QKeySequence
+
+    # section titles read as written: no "&" swallowed as a keyboard mnemonic
+    assert "Fine-tune & versions" in widget.sections
+    for title, section in widget.sections.items():
+        text = section.toggleButton().text()
+        assert QKeySequence.mnemonic(text).isEmpty(), (title, text)
+        assert text.replace("&&", "&") == title
 
 
 def test_segment_slice_with_file_model_updates_only_that_slice(

@@ -12,7 +12,8 @@ def add_sections(container: Container, panels: dict) -> dict:
 
     sections = {}
     for title, panel in panels.items():
-        section = QCollapsible(title)
+        # a button reads "&" as a mnemonic marker; "&&" shows it as written
+        section = QCollapsible(title.replace("&", "&&"))
         section.addWidget(panel.native)
         container.native.layout().addWidget(section)
         sections[title] = section
