@@ -4,7 +4,8 @@ Reads two tables from ``scripts/component_features.py`` (training cases, held-ou
 fits a logistic regression (Newton steps, light L2) on the training components' features
 to predict "touches a true lesion", picks the probability cut-off that maximizes the mean
 of Dice and lesion F1 on the training cases, and prints Dice / lesion F1 on both sets for
-the rule (size >= 100 voxels, axial extent >= 7 mm: the shipped model's) and the filter::
+the size and extent rule (``--rule-voxels``, ``--rule-extent-mm``; by default 100 voxels and
+7 mm, session 11's model's) and the filter::
 
     python scripts/component_filter_check.py out/fp/train.npz out/fp/val40.npz
 """
@@ -59,6 +60,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("train")
     parser.add_argument("heldout")
+    parser.add_argument("--rule-voxels", type=int, default=100)
+    parser.add_argument("--rule-extent-mm", type=float, default=7.0)
     args = parser.parse_args()
     train, heldout = np.load(args.train), np.load(args.heldout)
     mean, spread = train["x"].mean(0), train["x"].std(0) + 1e-9
@@ -72,7 +75,7 @@ def main() -> int:
     cut = max(np.linspace(0.05, 0.95, 19), key=lambda t: np.mean(case_scores(train, p_train >= t)))
 
     def rule(table):
-        return (table["size"] >= 100) & (table["x"][:, 1] >= 7.0)
+        return (table["size"] >= args.rule_voxels) & (table["x"][:, 1] >= args.rule_extent_mm)
 
     out = sys.stdout.write
     out(f"components: training {len(train['y'])} ({int(train['y'].sum())} touch a lesion), ")
@@ -83,7 +86,11 @@ def main() -> int:
     )
     out(f"{'':32s} {'train Dice':>10s} {'train F1':>9s} {'held Dice':>10s} {'held F1':>8s}\n")
     for name, keep_train, keep_held in (
-        ("rule: >= 100 voxels, >= 7 mm", rule(train), rule(heldout)),
+        (
+            f"rule: >= {args.rule_voxels} voxels, >= {args.rule_extent_mm:g} mm",
+            rule(train),
+            rule(heldout),
+        ),
         (f"learned filter, cut {cut:.2f}", p_train >= cut, p_held >= cut),
     ):
         a, b = case_scores(train, keep_train), case_scores(heldout, keep_held)
