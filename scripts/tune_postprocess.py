@@ -97,6 +97,7 @@ def main() -> int:
         bundle.min_lesion_voxels = parent.min_lesion_voxels
         bundle.grow_threshold = parent.grow_threshold
         bundle.min_lesion_extent_mm = parent.min_lesion_extent_mm
+        bundle.lesion_filter = parent.lesion_filter
         if args.grow_threshold:
             bundle.grow_threshold = args.grow_threshold[0]
         bundle.provenance = {
@@ -147,6 +148,7 @@ def main() -> int:
     bundle.min_lesion_voxels = int(min_voxels)
     bundle.min_lesion_extent_mm = float(min_extent)
     bundle.grow_threshold = grow  # what the chosen setting was scored with
+    bundle.lesion_filter = None  # the rule was scored without a learned filter
     bundle.provenance = {
         **bundle.provenance,
         "postprocess_tuned_from": bundle.version_id,

@@ -292,6 +292,7 @@ class SegmentationWidget(InputSelection, Container):
         session.min_lesion_voxels = predictor.bundle.min_lesion_voxels
         session.min_lesion_extent_mm = predictor.bundle.min_lesion_extent_mm
         session.grow_threshold = predictor.bundle.grow_threshold
+        session.lesion_filter = predictor.bundle.lesion_filter
         session.spacing = tuple(float(s) for s in source.scale[-3:])
         data = self.input_data(source, predictor)
 

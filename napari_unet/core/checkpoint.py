@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .click_maps import SUPPORTED_CLICK_CHANNELS
+from .lesion_filter import LesionFilter, LesionFilterError
 from .normalization import NormalizationSpec
 from .unet import UNet, UNetConfig
 
@@ -51,6 +52,7 @@ class ModelBundle:
     min_lesion_voxels: int = 0  # post-processing: drop smaller 3D components
     min_lesion_extent_mm: float = 0.0  # post-processing: drop thinner 3D components (axial)
     grow_threshold: float | None = None  # post-processing: kept components grow to p >= this
+    lesion_filter: LesionFilter | None = None  # post-processing: learned keep/drop per component
     click_channels: int = 0  # trailing input channels that encode clicks (click-guided models)
     context_slices: int = 0  # 2.5D: neighbours on each side fed with every slice
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -76,6 +78,7 @@ class ModelBundle:
             tuple(spacing),
             probability=probability,
             grow_threshold=self.grow_threshold,
+            lesion_filter=self.lesion_filter,
         )
 
     def with_first_convolution(
@@ -120,6 +123,7 @@ class ModelBundle:
             min_lesion_voxels=self.min_lesion_voxels,
             min_lesion_extent_mm=self.min_lesion_extent_mm,
             grow_threshold=self.grow_threshold,
+            lesion_filter=self.lesion_filter,
             click_channels=self.click_channels if click_channels is None else click_channels,
             context_slices=self.context_slices if context_slices is None else context_slices,
             provenance={"expanded_from": self.version_id, **provenance},
@@ -148,6 +152,7 @@ class ModelBundle:
             "context_slices": self.context_slices,
             "min_lesion_extent_mm": self.min_lesion_extent_mm,
             "grow_threshold": self.grow_threshold,
+            "lesion_filter": None if self.lesion_filter is None else self.lesion_filter.to_dict(),
             "provenance": self.provenance,
             "metrics": self.metrics,
             "weights_sha256": weights_sha256,
@@ -156,6 +161,17 @@ class ModelBundle:
 
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _lesion_filter(value: Any, path: Path) -> LesionFilter | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{sidecar_path(path)}: lesion_filter must be an object or null")
+    try:
+        return LesionFilter.from_dict(value)
+    except LesionFilterError as error:
+        raise CheckpointError(f"{sidecar_path(path)}: {error}") from error
 
 
 def new_version_id() -> str:
@@ -326,6 +342,7 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         context_slices=context,
         min_lesion_extent_mm=float(meta.get("min_lesion_extent_mm", 0.0)),
         grow_threshold=_optional_float(meta.get("grow_threshold")),
+        lesion_filter=_lesion_filter(meta.get("lesion_filter"), path),
         provenance=dict(meta.get("provenance", {})),
         metrics=dict(meta.get("metrics", {})),
         path=path,

@@ -7,9 +7,13 @@ undoable ``Labels.data_setitem``. 2D helpers work on one slice along any axis.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    from .lesion_filter import LesionFilter
 
 
 def _structure(ndim: int) -> np.ndarray:
@@ -127,11 +131,13 @@ def model_postprocess(
     spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
     probability: np.ndarray | None = None,
     grow_threshold: float | None = None,
+    lesion_filter: LesionFilter | None = None,
 ) -> np.ndarray:
     """A model's declared post-processing of a whole 3D mask (display order, axial first).
 
-    Small and thin components are dropped first; with ``grow_threshold`` and the
-    ``probability`` map, the kept ones then grow by hysteresis (``grow_into_probability``).
+    Small and thin components are dropped first; a ``lesion_filter`` (with the
+    ``probability`` map) then keeps the components it scores as lesions; with
+    ``grow_threshold``, the kept ones grow by hysteresis (``grow_into_probability``).
     """
     if mask.ndim != 3:
         return mask
@@ -139,6 +145,10 @@ def model_postprocess(
         mask = remove_small_components(mask, min_voxels)
     if min_extent_mm > 0:
         mask = remove_thin_components(mask, min_extent_mm, spacing, axis=0)
+    if lesion_filter is not None:
+        if probability is None:
+            raise ValueError("a lesion filter needs the probability map the mask came from")
+        mask = lesion_filter.apply(mask, probability, spacing, axis=0)
     if grow_threshold is not None and probability is not None:
         mask = grow_into_probability(mask, probability, grow_threshold)
     return mask

@@ -277,6 +277,7 @@ def finetune(
         base_bundle.threshold,
         min_lesion_voxels=base_bundle.min_lesion_voxels,
         grow_threshold=base_bundle.grow_threshold,
+        lesion_filter=base_bundle.lesion_filter,
         min_lesion_extent_mm=base_bundle.min_lesion_extent_mm,
         click_channels=base_bundle.click_channels,
         context_slices=base_bundle.context_slices,

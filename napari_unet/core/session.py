@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .editing import model_postprocess
+from .lesion_filter import LesionFilter
 
 Region = tuple[slice, slice, slice]
 
@@ -24,6 +25,7 @@ class SegmentationSession:
     min_lesion_voxels: int = 0  # the model's post-processing, applied to whole-volume results
     min_lesion_extent_mm: float = 0.0  # likewise: drop components thinner than this (axial)
     grow_threshold: float | None = None  # likewise: kept components grow to p >= this
+    lesion_filter: LesionFilter | None = None  # likewise: the model's learned candidate filter
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     probability: np.ndarray = field(init=False)
     computed: np.ndarray = field(init=False)  # bool: the network ran on this voxel
@@ -84,6 +86,7 @@ class SegmentationSession:
                 self.spacing,
                 probability=probability,
                 grow_threshold=self.grow_threshold,
+                lesion_filter=self.lesion_filter,
             )
         return derived
 
