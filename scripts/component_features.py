@@ -18,50 +18,28 @@ import numpy as np
 from scipy import ndimage
 
 STRUCTURE = np.ones((3, 3, 3), bool)
-FEATURES = (
-    "log10_voxels",
-    "axial_extent_mm",
-    "inplane_extent_mm",
-    "peak_prob",
-    "mean_prob",
-    "fraction_over_0.9",
-    "box_fill",
-    "centroid_0",
-    "centroid_1",
-    "centroid_2",
-    "edge_distance_mm",
-)
+POSITION_FEATURES = ("centroid_0", "centroid_1", "centroid_2", "edge_distance_mm")
 
 
 def component_rows(prob, truth_labels, spacing, threshold=0.5):
+    """The lesion filter's measures plus position, per candidate, and how each meets the truth."""
+    from napari_unet.core.lesion_filter import component_features
+
     truth = truth_labels > 0
     labels, count = ndimage.label(prob >= threshold, structure=STRUCTURE)
+    measures = component_features(labels, prob, spacing)
     rows, touches, sizes, overlaps, pairs = [], [], [], [], []
     spacing = np.asarray(spacing, float)
     shape = np.asarray(prob.shape)
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         inside = labels[box] == index
-        p = prob[box][inside].astype(np.float32)
-        extent = np.array([s.stop - s.start for s in box]) * spacing
         lo = np.array([s.start for s in box])
         hi = np.array([s.stop for s in box])
         centre = (lo + hi) / 2 / shape
         edge = float(np.min(np.minimum(lo, shape - hi) * spacing))
         overlap = int(truth[box][inside].sum())
         pairs += [(index - 1, int(t)) for t in np.unique(truth_labels[box][inside]) if t > 0]
-        rows.append(
-            [
-                np.log10(inside.sum()),
-                extent[0],
-                max(extent[1], extent[2]),
-                p.max(),
-                p.mean(),
-                (p >= 0.9).mean(),
-                inside.sum() / inside.size,
-                *centre,
-                edge,
-            ]
-        )
+        rows.append([*measures[index - 1], *centre, edge])
         touches.append(overlap > 0)
         sizes.append(int(inside.sum()))
         overlaps.append(overlap)
@@ -82,10 +60,12 @@ def main() -> int:
 
     from napari_unet.core.inference import Predictor
     from napari_unet.core.io import read_image
+    from napari_unet.core.lesion_filter import FEATURES
     from napari_unet.core.metrics import _components
     from napari_unet.core.models import get_model
     from napari_unet.core.training.datasets import find_cases
 
+    features = (*FEATURES, *POSITION_FEATURES)
     torch.set_num_threads(2)
     bundle = get_model(args.model)
     predictor = Predictor(bundle, batch_size=16)
@@ -112,7 +92,7 @@ def main() -> int:
         sys.stdout.write(f"{case.case}: {len(rows)} components, {sum(touches)} touch a lesion\n")
     np.savez(
         args.output,
-        x=np.asarray(table["x"], np.float64).reshape(-1, len(FEATURES)),
+        x=np.asarray(table["x"], np.float64).reshape(-1, len(features)),
         y=np.asarray(table["y"], bool),
         case=np.asarray(table["case"]),
         size=np.asarray(table["size"]),
@@ -121,7 +101,7 @@ def main() -> int:
         truth_voxels=np.asarray([t for t, _ in per_case]),
         truth_lesions=np.asarray([n for _, n in per_case]),
         names=np.asarray([c.case for c in cases]),
-        features=np.asarray(FEATURES),
+        features=np.asarray(features),
     )
     sys.stdout.write(f"wrote {args.output}\n")
     return 0
