@@ -94,12 +94,19 @@ step "phase 7 (16-channel first level)" "$OUT/p7/best.safetensors" \
   --init "$OUT/p6/tuned.safetensors" --widths 16,32,64,128,256 --steps 4800 --lr 5e-4 \
   --warmup 20 --lesion-fraction 0.5 --hard-negative-fraction 0.2 --mine-every 400 \
   --min-lesion-voxels 30 --val-every 1200 --seed 19 --threads 2
-step "tune phase 7" "$OUT/final.safetensors" \
+step "tune phase 7" "$OUT/p7/tuned.safetensors" \
   "$PY" scripts/tune_postprocess.py --model "$OUT/p7/best.safetensors" --data runs/synth64 \
-  --cases 16 --grow-threshold 0.05 --threads 2 --output "$OUT/final.safetensors"
+  --cases 16 --grow-threshold 0.05 --threads 2 --output "$OUT/p7/tuned.safetensors"
+# session 21: a learned lesion filter fitted on 48 brains written only for tuning
+step "tuning brains" runs/synth_tune1050/dataset.json \
+  "$NAPARI_UNET" synth --output runs/synth_tune1050 --train 0 --val 48 --val-start 1050 --workers 2
+step "lesion filter" "$OUT/final.safetensors" \
+  "$PY" scripts/fit_lesion_filter.py --model "$OUT/p7/tuned.safetensors" \
+  --data runs/synth_tune1050 --split val --cases 48 --output "$OUT/final.safetensors"
 echo "== wall time per step (s)"
 cat "$TIMES"
 echo "2D model: $OUT/flat.safetensors"
 echo "2.5D model of sessions 14-16: $OUT/p5/tuned.safetensors"
 echo "2.5D widened model of sessions 17-19: $OUT/p6/tuned.safetensors"
-echo "model (16-channel first level: the bundled default's recipe): $OUT/final.safetensors"
+echo "16-channel first level with its size and extent rule (session 20): $OUT/p7/tuned.safetensors"
+echo "model (with the learned lesion filter: the bundled default's recipe): $OUT/final.safetensors"
