@@ -80,11 +80,14 @@ def main() -> int:
         np.concatenate(features), np.concatenate(touches), l2=args.l2
     )
 
+    # the scores do not depend on the cut: computed once per case (the cut only enters here)
+    model = LesionFilter(mean, scale, weights, bias, 0.5)
+    case_scores = [model.scores(rows) if len(rows) else np.zeros(0) for rows in features]
+
     def scores_at(cut: float) -> tuple[float, float]:
-        model = LesionFilter(mean, scale, weights, bias, cut)
         dices, f1s = [], []
-        for (high, low, inside), rows in zip(tables, features, strict=True):
-            kept = model.scores(rows) >= cut if len(rows) else np.zeros(0, bool)
+        for (high, low, inside), scores in zip(tables, case_scores, strict=True):
+            kept = scores >= cut
             if low is None:
                 dice, f1 = high.scores_of(kept)
             else:

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from .editing import _structure
+
 FEATURES = (
     "log10_voxels",
     "axial_extent_mm",
@@ -103,8 +105,6 @@ class LesionFilter:
         axis: int = 0,
     ) -> np.ndarray:
         """``mask`` with only the components that score at least the cut."""
-        from .editing import _structure
-
         labels, count = ndimage.label(np.asarray(mask) > 0, structure=_structure(3))
         if count == 0:
             return mask
@@ -130,19 +130,18 @@ class LesionFilter:
                 f"lesion filter measures {features} differ from this version's {list(FEATURES)}"
             )
         try:
-            return cls(
-                mean=tuple(float(v) for v in data["mean"]),
-                scale=tuple(float(v) for v in data["scale"]),
-                weights=tuple(float(v) for v in data["weights"]),
-                bias=float(data["bias"]),
-                cut=float(data["cut"]),
-            )
+            numbers = {
+                "mean": tuple(float(v) for v in data["mean"]),
+                "scale": tuple(float(v) for v in data["scale"]),
+                "weights": tuple(float(v) for v in data["weights"]),
+                "bias": float(data["bias"]),
+                "cut": float(data["cut"]),
+            }
         except (KeyError, TypeError, ValueError) as error:
-            if isinstance(error, LesionFilterError):
-                raise
             raise LesionFilterError(
                 f"lesion filter needs mean, scale, weights, bias and cut ({error})"
             ) from error
+        return cls(**numbers)
 
 
 def fit_logistic(
