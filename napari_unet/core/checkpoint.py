@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .click_maps import SUPPORTED_CLICK_CHANNELS
+from .click_zoom import ClickZoom, ClickZoomError
 from .lesion_filter import LesionFilter, LesionFilterError
 from .normalization import NormalizationSpec
 from .unet import UNet, UNetConfig
@@ -54,6 +55,7 @@ class ModelBundle:
     grow_threshold: float | None = None  # post-processing: kept components grow to p >= this
     lesion_filter: LesionFilter | None = None  # post-processing: learned keep/drop per component
     click_channels: int = 0  # trailing input channels that encode clicks (click-guided models)
+    click_zoom: ClickZoom | None = None  # click-guided models: zoom-in on small objects
     context_slices: int = 0  # 2.5D: neighbours on each side fed with every slice
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -125,6 +127,7 @@ class ModelBundle:
             grow_threshold=self.grow_threshold,
             lesion_filter=self.lesion_filter,
             click_channels=self.click_channels if click_channels is None else click_channels,
+            click_zoom=self.click_zoom,
             context_slices=self.context_slices if context_slices is None else context_slices,
             provenance={"expanded_from": self.version_id, **provenance},
         )
@@ -150,6 +153,7 @@ class ModelBundle:
             "min_lesion_voxels": self.min_lesion_voxels,
             "click_channels": self.click_channels,
             "context_slices": self.context_slices,
+            "click_zoom": None if self.click_zoom is None else self.click_zoom.to_dict(),
             "min_lesion_extent_mm": self.min_lesion_extent_mm,
             "grow_threshold": self.grow_threshold,
             "lesion_filter": None if self.lesion_filter is None else self.lesion_filter.to_dict(),
@@ -171,6 +175,17 @@ def _lesion_filter(value: Any, path: Path) -> LesionFilter | None:
     try:
         return LesionFilter.from_dict(value)
     except LesionFilterError as error:
+        raise CheckpointError(f"{sidecar_path(path)}: {error}") from error
+
+
+def _click_zoom(value: Any, path: Path) -> ClickZoom | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{sidecar_path(path)}: click_zoom must be an object or null")
+    try:
+        return ClickZoom.from_dict(value)
+    except ClickZoomError as error:
         raise CheckpointError(f"{sidecar_path(path)}: {error}") from error
 
 
@@ -339,6 +354,7 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         threshold=float(meta.get("threshold", 0.5)),
         min_lesion_voxels=int(meta.get("min_lesion_voxels", 0)),
         click_channels=click_channels,
+        click_zoom=_click_zoom(meta.get("click_zoom"), path),
         context_slices=context,
         min_lesion_extent_mm=float(meta.get("min_lesion_extent_mm", 0.0)),
         grow_threshold=_optional_float(meta.get("grow_threshold")),

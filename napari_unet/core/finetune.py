@@ -280,6 +280,7 @@ def finetune(
         lesion_filter=base_bundle.lesion_filter,
         min_lesion_extent_mm=base_bundle.min_lesion_extent_mm,
         click_channels=base_bundle.click_channels,
+        click_zoom=base_bundle.click_zoom,
         context_slices=base_bundle.context_slices,
         provenance={"parent": base_id, "finetune": asdict(config)},
     )

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from .click_maps import click_maps, clicked_object
+from .click_zoom import ClickZoom, magnified_point, magnify, reduce
 from .clicks import Click, check_inside, component_at, grow_from_click, patch_box
 from .inference import Predictor
 
@@ -61,6 +62,7 @@ class GuidedClickEngine:
         patch: int = GUIDED_PATCH,
         flip_average: bool = FLIP_AVERAGE,
         local_replace: bool = LOCAL_REPLACE,
+        zoom: ClickZoom | None | str = "model",
     ) -> None:
         if not predictor.bundle.click_channels:
             raise ValueError(
@@ -73,6 +75,8 @@ class GuidedClickEngine:
         self.patch = patch
         self.flip_average = flip_average
         self.local_replace = local_replace
+        # "model": the zoom-in the model's sidecar declares (None there: no zoom)
+        self.zoom = predictor.bundle.click_zoom if zoom == "model" else zoom
         self.clicks: dict[tuple[int, int], list[Click]] = {}
         self.added: dict[tuple[int, int], np.ndarray] = {}  # what this engine put in
 
@@ -101,6 +105,47 @@ class GuidedClickEngine:
         )
         return prob, (rows, cols)
 
+    def zoom_box(
+        self, click: Click, prob: np.ndarray, box: tuple[slice, slice], threshold: float
+    ) -> tuple[slice, slice] | None:
+        """The crop of the patch ``box`` to magnify, or None when the object is not small."""
+        if self.zoom is None or len(self.clicks[(click.axis, click.index)]) < self.zoom.from_click:
+            return None
+        key = (click.axis, click.index)
+        clicks = _in_patch(self.clicks[key], *box)
+        extent = clicked_object(prob >= threshold, clicks) | self.added[key][box]
+        for r, c, positive in clicks:
+            extent[r, c] |= positive
+        if not extent.any():
+            return None
+        found_rows, found_cols = np.nonzero(extent)
+        if max(np.ptp(found_rows), np.ptp(found_cols)) + 1 > self.zoom.max_object:
+            return None
+        centre = (int(found_rows.mean().round()), int(found_cols.mean().round()))
+        return patch_box(*centre, prob.shape, self.patch // self.zoom.factor)
+
+    def zoomed_probability(
+        self, click: Click, prob: np.ndarray, box: tuple[slice, slice], crop: tuple[slice, slice]
+    ) -> np.ndarray:
+        """``prob`` blended, in place inside ``crop``, with a magnified look at it."""
+        factor, key = self.zoom.factor, (click.axis, click.index)
+        image = self._image_slice(click)[(..., *box)][(..., *crop)]
+        origin = (crop[0].start, crop[1].start)
+        clicks = _in_patch(self.clicks[key], *box)
+        local = [(*magnified_point(r, c, origin, factor), p) for r, c, p in clicks]
+        previous = self.added[key][box][crop]
+        maps = click_maps(
+            (image.shape[-2] * factor, image.shape[-1] * factor),
+            local,
+            self.predictor.bundle.click_channels,
+            previous.repeat(factor, axis=0).repeat(factor, axis=1),
+        )
+        fine = self.predictor.predict_slice(magnify(image, factor), self.stats, click_maps=maps)
+        native = prob[crop]
+        native *= 1.0 - self.zoom.blend
+        native += self.zoom.blend * reduce(fine, factor)
+        return prob
+
     def _consistent_object(
         self, found: np.ndarray, key: tuple[int, int], rows: slice, cols: slice
     ) -> np.ndarray | None:
@@ -121,6 +166,9 @@ class GuidedClickEngine:
         mask = np.asarray(current).astype(bool)
         added = self.added.setdefault(key, np.zeros_like(mask))
         prob, (rows, cols) = self.object_probability(click)
+        crop = self.zoom_box(click, prob, (rows, cols), threshold)
+        if crop is not None:  # a small object: blend in a magnified look
+            prob = self.zoomed_probability(click, prob, (rows, cols), crop)
         found = prob >= threshold
         row, col = click.row - rows.start, click.col - cols.start
         region, region_added = mask[rows, cols], added[rows, cols]  # views: edited in place
