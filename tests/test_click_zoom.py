@@ -1,0 +1,126 @@
+"""Zoom-in for small clicked objects: geometry, the sidecar setting and the guided engine."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_unet.core.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    sidecar_path,
+)
+from napari_unet.core.click_maps import first_click
+from napari_unet.core.click_zoom import (
+    ClickZoom,
+    ClickZoomError,
+    magnified_point,
+    magnify,
+    reduce,
+)
+from napari_unet.core.clicks import Click
+from napari_unet.core.guided import GuidedClickEngine
+from napari_unet.core.inference import Predictor
+from napari_unet.core.io import read_image
+from napari_unet.core.models import CLICK_MODEL, get_model
+from napari_unet.core.sample import SAMPLE_LESION, SAMPLE_T1
+
+
+def test_magnify_keeps_native_pixels_aligned(rng):
+    ramp = np.tile(np.arange(12, dtype=np.float32), (3, 10, 1))  # (3, 10, 12), rises along x
+    fine = magnify(ramp, 2)
+    assert fine.shape == (3, 20, 24)
+    # a misaligned grid would shift every block mean by a fraction of a pixel
+    np.testing.assert_allclose(reduce(fine[0], 2)[:, 1:-1], ramp[0][:, 1:-1], atol=1e-5)
+    np.testing.assert_allclose(magnify(np.full((2, 5, 7), 3.5), 3), 3.5)
+    blocks = rng.random((6, 9))
+    np.testing.assert_allclose(reduce(blocks.repeat(3, 0).repeat(3, 1), 3), blocks)
+    row, col = magnified_point(5, 7, (2, 3), 2)
+    assert (row, col) == (7, 9) and row // 2 == 5 - 2 and col // 2 == 7 - 3
+
+
+def test_click_zoom_setting_is_checked():
+    assert ClickZoom.from_dict({}) == ClickZoom(2, 24, 2, 0.5)
+    assert ClickZoom.from_dict(ClickZoom(3, 16, 1, 0.25).to_dict()) == ClickZoom(3, 16, 1, 0.25)
+    with pytest.raises(ClickZoomError, match="factor"):
+        ClickZoom(factor=1)
+    with pytest.raises(ClickZoomError, match="blend"):
+        ClickZoom(blend=0.0)
+    with pytest.raises(ClickZoomError, match="unknown fields"):
+        ClickZoom.from_dict({"factr": 2})
+    with pytest.raises(ClickZoomError, match="non-numeric"):
+        ClickZoom.from_dict({"factor": "two"})
+
+
+def test_click_zoom_travels_in_the_sidecar(tiny_bundle, tmp_path):
+    tiny_bundle.click_zoom = ClickZoom(2, 20, 2, 0.5)
+    path = save_checkpoint(tiny_bundle, tmp_path / "zoom.safetensors")
+    assert json.loads(sidecar_path(path).read_text())["click_zoom"]["max_object"] == 20
+    assert load_checkpoint(path).click_zoom == ClickZoom(2, 20, 2, 0.5)
+    side = json.loads(sidecar_path(path).read_text())
+    side["click_zoom"] = {"factor": 2, "blend": 2.0}
+    sidecar_path(path).write_text(json.dumps(side))
+    with pytest.raises(CheckpointError, match=r"zoom\.json: click_zoom blend"):
+        load_checkpoint(path)
+    tiny_bundle.click_zoom = None
+    plain = save_checkpoint(tiny_bundle, tmp_path / "plain.safetensors")
+    assert load_checkpoint(plain).click_zoom is None
+
+
+class RecordingPredictor(Predictor):
+    """The real predictor, keeping every input shape and answer of ``predict_slice``."""
+
+    def __init__(self, bundle):
+        super().__init__(bundle)
+        self.calls = []
+
+    def predict_slice(self, image, stats=None, click_maps=None, flip_average=False):
+        prob = super().predict_slice(image, stats, click_maps, flip_average)
+        self.calls.append((image.shape, click_maps, prob.copy()))
+        return prob
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return read_image(SAMPLE_T1).data, read_image(SAMPLE_LESION).data > 0.5
+
+
+def test_guided_engine_blends_a_magnified_look_at_a_small_object(sample):
+    image, truth = sample
+    predictor = RecordingPredictor(get_model(CLICK_MODEL))
+    assert predictor.bundle.click_zoom is None  # the bundled model does not zoom (yet)
+    z = int(np.argmax(truth.sum(axis=(1, 2))))
+    row, col, _ = first_click(truth[z])
+    zoom = ClickZoom(factor=2, max_object=1000, from_click=2, blend=0.5)
+    engine = GuidedClickEngine(predictor, image, zoom=zoom)
+    mask = engine.apply(Click(0, z, row, col, True), np.zeros(image.shape[1:], bool), 0.4)
+    assert len(predictor.calls) == 1  # the first click does not zoom
+    # a second, negative click beside the object: the native look, then the magnified one
+    rows, cols = np.nonzero(mask)
+    second = Click(0, z, int(rows.min()) - 2, col, False)
+    key = (0, z)
+    engine.clicks[key].append(second)
+    native, box = engine.object_probability(second)
+    crop = engine.zoom_box(second, native, box, 0.4)
+    assert crop is not None
+    assert crop[0].stop - crop[0].start == engine.patch // 2
+    expected = native.copy()
+    expected[crop] = 0.5 * native[crop]
+    predictor.calls.clear()
+    blended = engine.zoomed_probability(second, native.copy(), box, crop)
+    ((shape, maps, fine),) = predictor.calls
+    assert shape[-2:] == (engine.patch, engine.patch)  # 80 native pixels, magnified twice
+    assert maps.shape[-2:] == shape[-2:] and maps[1].max() == pytest.approx(1.0)
+    expected[crop] += 0.5 * reduce(fine, 2)
+    np.testing.assert_allclose(blended, expected, atol=1e-6)
+    outside = np.ones(native.shape, bool)
+    outside[crop] = False
+    np.testing.assert_array_equal(blended[outside], native[outside])
+    assert np.abs(blended[crop] - native[crop]).max() > 1e-3  # the second look matters
+    # an object longer than max_object is not zoomed
+    small = GuidedClickEngine(predictor, image, zoom=ClickZoom(2, 1, 2, 0.5))
+    small.apply(Click(0, z, row, col, True), np.zeros(image.shape[1:], bool), 0.4)
+    small.clicks[key].append(second)
+    assert small.zoom_box(second, native, box, 0.4) is None
+    assert GuidedClickEngine(predictor, image, zoom=None).zoom_box(second, native, box, 0.4) is None
