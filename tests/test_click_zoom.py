@@ -89,7 +89,7 @@ def sample():
 def test_guided_engine_blends_a_magnified_look_at_a_small_object(sample):
     image, truth = sample
     predictor = RecordingPredictor(get_model(CLICK_MODEL))
-    assert predictor.bundle.click_zoom is None  # the bundled model does not zoom (yet)
+    assert predictor.bundle.click_zoom == ClickZoom(2, 24, 2, 0.5)  # since session 22
     z = int(np.argmax(truth.sum(axis=(1, 2))))
     row, col, _ = first_click(truth[z])
     zoom = ClickZoom(factor=2, max_object=1000, from_click=2, blend=0.5)

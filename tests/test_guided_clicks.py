@@ -176,7 +176,7 @@ class _ScriptedEngine(GuidedClickEngine):
         self.predictor = None
         self.volume, self.stats, self.patch = volume, None, 64
         self.clicks, self.added, self.maps = {}, {}, list(maps)
-        self.local_replace = local_replace
+        self.local_replace, self.zoom = local_replace, None
 
     def object_probability(self, click):
         return self.maps.pop(0), (slice(0, 64), slice(0, 64))
