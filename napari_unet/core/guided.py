@@ -20,6 +20,9 @@ How a click changes the mask:
   strokes) removes their connected region: the user said "not lesion" there.
 
 Nothing the user painted is removed without a negative click on it.
+
+A model whose sidecar declares ``click_zoom`` (see :mod:`.click_zoom`) also takes a
+magnified second look at a small object before these rules apply.
 """
 
 from __future__ import annotations
@@ -109,11 +112,13 @@ class GuidedClickEngine:
         self, click: Click, prob: np.ndarray, box: tuple[slice, slice], threshold: float
     ) -> tuple[slice, slice] | None:
         """The crop of the patch ``box`` to magnify, or None when the object is not small."""
-        if self.zoom is None or len(self.clicks[(click.axis, click.index)]) < self.zoom.from_click:
-            return None
         key = (click.axis, click.index)
+        if self.zoom is None or len(self.clicks[key]) < self.zoom.from_click:
+            return None
         clicks = _in_patch(self.clicks[key], *box)
-        extent = clicked_object(prob >= threshold, clicks) | self.added[key][box]
+        extent = clicked_object(prob >= threshold, clicks)
+        if key in self.added:
+            extent |= self.added[key][box]
         for r, c, positive in clicks:
             extent[r, c] |= positive
         if not extent.any():
@@ -133,12 +138,14 @@ class GuidedClickEngine:
         origin = (crop[0].start, crop[1].start)
         clicks = _in_patch(self.clicks[key], *box)
         local = [(*magnified_point(r, c, origin, factor), p) for r, c, p in clicks]
-        previous = self.added[key][box][crop]
+        previous = self.added[key][box][crop] if key in self.added else None
+        if previous is not None:
+            previous = previous.repeat(factor, axis=0).repeat(factor, axis=1)
         maps = click_maps(
             (image.shape[-2] * factor, image.shape[-1] * factor),
             local,
             self.predictor.bundle.click_channels,
-            previous.repeat(factor, axis=0).repeat(factor, axis=1),
+            previous,
         )
         fine = self.predictor.predict_slice(magnify(image, factor), self.stats, click_maps=maps)
         native = prob[crop]
