@@ -172,11 +172,12 @@ def test_training_first_clicks_are_jittered_but_well_inside():
 class _ScriptedEngine(GuidedClickEngine):
     """The engine with the network replaced by a script of probability maps."""
 
-    def __init__(self, volume, maps, local_replace=False):
+    def __init__(self, volume, maps, local_replace=False, negative_raise=False):
         self.predictor = None
         self.volume, self.stats, self.patch = volume, None, 64
         self.clicks, self.added, self.maps = {}, {}, list(maps)
         self.local_replace, self.zoom = local_replace, None
+        self.negative_raise, self.negative_margin, self.negative_window = negative_raise, 1.1, 8
 
     def object_probability(self, click):
         return self.maps.pop(0), (slice(0, 64), slice(0, 64))
@@ -258,3 +259,21 @@ def test_local_replace_keeps_the_far_side_of_an_obeyed_collapse(local_replace):
         expected = int((xx <= 23).sum())
         assert second.sum() == expected
         assert second[20, 14] and second[20, 23] and not second[20, 24]
+
+
+@pytest.mark.parametrize("negative_raise", [False, True])
+def test_negative_click_on_an_accepted_rim_raises_the_threshold_locally(negative_raise):
+    volume = np.zeros((3, 64, 64), np.float32)
+    yy, xx = np.ogrid[:64, :64]
+    cone = np.clip(1 - np.hypot(yy - 32, xx - 32) / 20, 0, 1).astype(np.float32)
+    engine = _ScriptedEngine(volume, [cone, cone], negative_raise=negative_raise)
+    first = engine.apply(Click(0, 1, 32, 32, True), np.zeros((64, 64), np.uint8), 0.4)
+    assert first[32, 44] and not first[32, 45]  # the cone above 0.4: radius 12
+    # the network still accepts the rim pixel (0.45) the user calls "not lesion"
+    second = engine.apply(Click(0, 1, 32, 43, False), first, 0.4)
+    assert not second[32, 43] and second[32, 32] and second[32, 21]  # the far rim stays
+    if negative_raise:  # the rim at or below 1.1 x 0.45 near the click goes, the core stays
+        assert not second[32, 44] and not second[35, 42] and second[32, 42]
+        assert first.sum() - second.sum() > 10
+    else:  # only the clicked pixel
+        assert first.sum() - second.sum() == 1
