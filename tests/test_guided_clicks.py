@@ -1,9 +1,12 @@
 """Click encoding, the simulated user, the click-guided engine and the NoC metrics."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from napari_unet.core.checkpoint import load_checkpoint
 from napari_unet.core.click_eval import clicks_to_reach, lesion_slices, simulate_task, summarize
 from napari_unet.core.click_maps import click_maps, first_click, next_click
 from napari_unet.core.clicks import Click, ClickEngine, ClickOutsideImage
@@ -61,6 +64,9 @@ def sample():
     return read_image(SAMPLE_T1).data, read_image(SAMPLE_LESION).data > 0.5
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 @pytest.fixture(scope="module")
 def click_predictor():
     return Predictor(get_model(CLICK_MODEL))
@@ -72,7 +78,13 @@ def test_click_model_ships_with_click_channels(click_predictor):
     assert bundle.path.stat().st_size <= 10 * 1024 * 1024
     # since session 20: 2.5D like the automatic default it was grown from
     assert bundle.context_slices == 1 and bundle.config.in_channels == 3 + 2
-    assert bundle.provenance["init_from"]["expanded_from"] == "20261204T160612-b6362620"
+    # since session 24: the session-22 model trained on, kept in docs/models; that one was
+    # grown from the automatic default (session 20)
+    init = bundle.provenance["init_from"]
+    assert init["version_id"] == "20261205T171540-27560687"
+    previous = load_checkpoint(REPO / init["kept_as"])
+    assert previous.version_id == init["version_id"]
+    assert previous.provenance["init_from"]["expanded_from"] == "20261204T160612-b6362620"
 
 
 def test_guided_session_on_the_sample_converges(sample, click_predictor):
