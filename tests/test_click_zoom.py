@@ -124,3 +124,46 @@ def test_guided_engine_blends_a_magnified_look_at_a_small_object(sample):
     small.clicks[key].append(second)
     assert small.zoom_box(second, native, box, 0.4) is None
     assert GuidedClickEngine(predictor, image, zoom=None).zoom_box(second, native, box, 0.4) is None
+
+
+def test_copy_click_settings_gives_a_trained_model_the_bundled_engine(tiny_bundle, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from napari_unet.core.training.click_training import with_click_channels
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "copy_click_settings.py"
+    source = with_click_channels(tiny_bundle)
+    source.threshold, source.click_zoom, source.version_id = 0.4, ClickZoom(2, 24, 2, 0.5), "src"
+    trained = with_click_channels(tiny_bundle)
+    trained.threshold, trained.click_zoom, trained.version_id = 0.5, None, "trained"
+    torch.nn.init.normal_(trained.model.state_dict()["inc.0.weight"])  # not the source's
+    source_path = save_checkpoint(source, tmp_path / "source.safetensors")
+    trained_path = save_checkpoint(trained, tmp_path / "trained.safetensors")
+    output = tmp_path / "engine.safetensors"
+
+    def run(model: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(script), "--model", str(model), "--settings-from",
+             str(source_path), "--output", str(output)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    done = run(trained_path)
+    assert done.returncode == 0, done.stderr
+    copied = load_checkpoint(output)
+    assert copied.threshold == 0.4 and copied.click_zoom == ClickZoom(2, 24, 2, 0.5)
+    assert copied.version_id not in ("src", "trained")
+    assert copied.provenance["click_settings_from"] == "src"
+    assert copied.provenance["trained_version"] == "trained"
+    for name, value in trained.model.state_dict().items():  # the weights are the trained ones
+        assert torch.equal(copied.model.state_dict()[name], value), name
+    before = output.read_bytes()
+    again = run(trained_path)  # never overwrites
+    assert again.returncode != 0 and output.read_bytes() == before
+    plain = save_checkpoint(tiny_bundle, tmp_path / "plain.safetensors")
+    refused = run(plain)
+    assert refused.returncode == 2 and "plain.safetensors: 0 click channels" in refused.stderr
