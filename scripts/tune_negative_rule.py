@@ -1,8 +1,9 @@
 """Measure the guided engine's negative-click threshold raise (``negative_raise``).
 
 Runs the simulated user of ``napari-unet evaluate-clicks`` with the click-guided engine
-on the first ``--cases`` brains of a split, today's rule first and then each margin and
-window, and prints NoC@85/90, Dice@1 and NoC@90 by lesion cross-section size. Tune on
+on the first ``--cases`` brains of a split, without the raise first (the rule before
+session 24; printed as margin 0) and then with each margin and window, and prints
+NoC@85/90, Dice@1 and NoC@90 by lesion cross-section size. Tune on
 training brains only; ``--split val`` is for a pre-registered test on fresh brains, where
 ``--json`` keeps per-brain task figures for a paired comparison::
 
