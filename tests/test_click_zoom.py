@@ -69,15 +69,16 @@ def test_click_zoom_travels_in_the_sidecar(tiny_bundle, tmp_path):
 
 
 class RecordingPredictor(Predictor):
-    """The real predictor, keeping every input shape and answer of ``predict_slice``."""
+    """The real predictor, keeping every network input's shape, click maps and answer."""
 
     def __init__(self, bundle):
         super().__init__(bundle)
         self.calls = []
 
-    def predict_slice(self, image, stats=None, click_maps=None, flip_average=False):
-        prob = super().predict_slice(image, stats, click_maps, flip_average)
-        self.calls.append((image.shape, click_maps, prob.copy()))
+    def predict_prepared(self, normalized, flip_average=False):
+        prob = super().predict_prepared(normalized, flip_average)
+        maps = normalized[-self.bundle.click_channels :].copy()
+        self.calls.append((normalized.shape, maps, prob.copy()))
         return prob
 
 

@@ -188,7 +188,7 @@ class _ScriptedEngine(GuidedClickEngine):
         self.predictor = None
         self.volume, self.stats, self.patch = volume, None, 64
         self.clicks, self.added, self.maps = {}, {}, list(maps)
-        self.local_replace, self.zoom = local_replace, None
+        self.local_replace, self.zoom, self.refiner = local_replace, None, None
         self.negative_raise, self.negative_margin, self.negative_window = negative_raise, 1.1, 8
 
     def object_probability(self, click):

@@ -33,6 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from .click_maps import click_maps, clicked_object
+from .click_refine import ClickRefiner, RefineSettings
 from .click_zoom import ClickZoom, magnified_point, magnify, reduce
 from .clicks import Click, check_inside, component_at, grow_from_click, patch_box
 from .inference import Predictor
@@ -66,6 +67,9 @@ LOCAL_REPLACE = False
 NEGATIVE_RAISE = True
 NEGATIVE_MARGIN = 1.1
 NEGATIVE_WINDOW = 8.0
+# When the network's answer disobeys a click, refine it (f-BRS, see :mod:`.click_refine`)
+# before the local rules above apply. Off until measured (docs/model-card-clicks.md).
+REFINE = False
 
 
 class GuidedClickEngine:
@@ -83,6 +87,7 @@ class GuidedClickEngine:
         negative_raise: bool = NEGATIVE_RAISE,
         negative_margin: float = NEGATIVE_MARGIN,
         negative_window: float = NEGATIVE_WINDOW,
+        refine: RefineSettings | None | str = "default",
     ) -> None:
         if not predictor.bundle.click_channels:
             raise ValueError(
@@ -100,6 +105,10 @@ class GuidedClickEngine:
         self.negative_window = negative_window
         # "model": the zoom-in the model's sidecar declares (None there: no zoom)
         self.zoom = predictor.bundle.click_zoom if zoom == "model" else zoom
+        if refine == "default":
+            refine = RefineSettings() if REFINE else None
+        # built once per engine (one volume), never per click
+        self.refiner = None if refine is None else ClickRefiner(predictor.bundle, refine)
         self.clicks: dict[tuple[int, int], list[Click]] = {}
         self.added: dict[tuple[int, int], np.ndarray] = {}  # what this engine put in
 
@@ -112,8 +121,8 @@ class GuidedClickEngine:
         """The clicked slice as model input (with its neighbours for a 2.5D model)."""
         return self.predictor.volume_slab(self.volume, click.index, click.axis).astype(np.float32)
 
-    def object_probability(self, click: Click) -> tuple[np.ndarray, tuple[slice, slice]]:
-        """The network's probability on the patch around ``click``, given the slice's clicks."""
+    def patch_input(self, click: Click) -> tuple[np.ndarray, tuple[slice, slice]]:
+        """The network's input (C, H, W) on the patch around ``click``, and the patch."""
         key = (click.axis, click.index)
         image = self._image_slice(click)
         rows, cols = patch_box(click.row, click.col, image.shape[-2:], self.patch)
@@ -123,10 +132,12 @@ class GuidedClickEngine:
         maps = click_maps(
             patch_image.shape[-2:], local, self.predictor.bundle.click_channels, previous
         )
-        prob = self.predictor.predict_slice(
-            patch_image, self.stats, click_maps=maps, flip_average=self.flip_average
-        )
-        return prob, (rows, cols)
+        return self.predictor.prepare_slice(patch_image, self.stats, click_maps=maps), (rows, cols)
+
+    def object_probability(self, click: Click) -> tuple[np.ndarray, tuple[slice, slice]]:
+        """The network's probability on the patch around ``click``, given the slice's clicks."""
+        normalized, box = self.patch_input(click)
+        return self.predictor.predict_prepared(normalized, self.flip_average), box
 
     def zoom_box(
         self, click: Click, prob: np.ndarray, box: tuple[slice, slice], threshold: float
@@ -153,6 +164,18 @@ class GuidedClickEngine:
         self, click: Click, prob: np.ndarray, box: tuple[slice, slice], crop: tuple[slice, slice]
     ) -> np.ndarray:
         """``prob`` blended, in place inside ``crop``, with a magnified look at it."""
+        return self._blend(prob, crop, self.zoomed_look(click, box, crop))
+
+    def _blend(self, prob: np.ndarray, crop: tuple[slice, slice], look: np.ndarray) -> np.ndarray:
+        native = prob[crop]
+        native *= 1.0 - self.zoom.blend
+        native += self.zoom.blend * look
+        return prob
+
+    def zoomed_look(
+        self, click: Click, box: tuple[slice, slice], crop: tuple[slice, slice]
+    ) -> np.ndarray:
+        """The magnified look at ``crop`` of the patch ``box``, averaged back to native pixels."""
         factor, key = self.zoom.factor, (click.axis, click.index)
         image = self._image_slice(click)[(..., *box)][(..., *crop)]
         origin = (crop[0].start, crop[1].start)
@@ -168,10 +191,7 @@ class GuidedClickEngine:
             previous,
         )
         fine = self.predictor.predict_slice(magnify(image, factor), self.stats, click_maps=maps)
-        native = prob[crop]
-        native *= 1.0 - self.zoom.blend
-        native += self.zoom.blend * reduce(fine, factor)
-        return prob
+        return reduce(fine, factor)
 
     def _consistent_object(
         self, found: np.ndarray, key: tuple[int, int], rows: slice, cols: slice
@@ -185,6 +205,31 @@ class GuidedClickEngine:
             return candidate
         return None
 
+    def _refined(
+        self,
+        click: Click,
+        native: np.ndarray,
+        found: np.ndarray,
+        drawn: np.ndarray,
+        threshold: float,
+        crop: tuple[slice, slice] | None,
+        look: np.ndarray | None,
+    ) -> np.ndarray | None:
+        """The patch's answer after click-consistent refinement (None: nothing to refine)."""
+        normalized, box = self.patch_input(click)
+        clicks = _in_patch(self.clicks[(click.axis, click.index)], *box)
+        blend = None
+        if look is not None:
+            scale, offset = np.ones_like(native), np.zeros_like(native)
+            scale[crop] = 1.0 - self.zoom.blend
+            offset[crop] = self.zoom.blend * look
+            blend = (scale, offset)
+        focus = clicked_object(found, clicks) | drawn
+        refined = self.refiner.refine(normalized, native, clicks, threshold, focus, blend)
+        if refined is None:
+            return None
+        return refined if look is None else self._blend(refined, crop, look)
+
     def apply(self, click: Click, current: np.ndarray, threshold: float) -> np.ndarray:
         """The slice mask after ``click``, given the slice's ``current`` mask."""
         check_inside(click, self.volume.shape[-3:])
@@ -192,10 +237,10 @@ class GuidedClickEngine:
         self.clicks.setdefault(key, []).append(click)
         mask = np.asarray(current).astype(bool)
         added = self.added.setdefault(key, np.zeros_like(mask))
-        prob, (rows, cols) = self.object_probability(click)
-        crop = self.zoom_box(click, prob, (rows, cols), threshold)
-        if crop is not None:  # a small object: blend in a magnified look
-            prob = self.zoomed_probability(click, prob, (rows, cols), crop)
+        native, (rows, cols) = self.object_probability(click)
+        crop = self.zoom_box(click, native, (rows, cols), threshold)
+        look = None if crop is None else self.zoomed_look(click, (rows, cols), crop)
+        prob = native if look is None else self._blend(native.copy(), crop, look)
         found = prob >= threshold
         row, col = click.row - rows.start, click.col - cols.start
         region, region_added = mask[rows, cols], added[rows, cols]  # views: edited in place
@@ -205,6 +250,12 @@ class GuidedClickEngine:
         ]
         own = _nearer_than(region.shape, (row, col), others)
         candidate = self._consistent_object(found, key, rows, cols)
+        if candidate is None and self.refiner is not None:  # make the network obey the clicks
+            refined = self._refined(click, native, found, added[rows, cols], threshold, crop, look)
+            if refined is not None:
+                prob = refined
+                found = prob >= threshold
+                candidate = self._consistent_object(found, key, rows, cols)
         if candidate is not None:
             # the engine's last object gives way to the new one (only on this click's side
             # of the other kind's clicks, with local_replace)

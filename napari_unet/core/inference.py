@@ -228,6 +228,29 @@ class Predictor:
                 yield Progress(done, count)
         return stitcher.result()
 
+    def prepare_slice(
+        self,
+        image: np.ndarray,
+        stats: list[norm.IntensityStats] | None = None,
+        click_maps: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The network's normalized (C, H, W) input for one 2D image (see :meth:`predict_slice`)."""
+        if image.ndim == 3 and len(image) == self.bundle.image_channels * self.bundle.slab_size:
+            centres = image[self.bundle.context_slices :: self.bundle.slab_size]
+            stats = stats or self.fit_stats(centres, 2)
+        else:
+            image = as_channels_first(image, self.bundle.image_channels, 2)
+            stats = stats or self.fit_stats(image, 2)
+        normalized = self.normalize(self.slab(image), stats)
+        if click_maps is not None:
+            if not self.bundle.click_channels:
+                raise ValueError(
+                    f"model {self.bundle.version_id} is not click-guided; "
+                    "use the click-guided model or the baseline click engine"
+                )
+            normalized[-self.bundle.click_channels :] = click_maps
+        return normalized
+
     def predict_slice(
         self,
         image: np.ndarray,
@@ -244,20 +267,10 @@ class Predictor:
         ``flip_average`` also runs the left-right mirror image (in the same batch) and
         averages the two answers.
         """
-        if image.ndim == 3 and len(image) == self.bundle.image_channels * self.bundle.slab_size:
-            centres = image[self.bundle.context_slices :: self.bundle.slab_size]
-            stats = stats or self.fit_stats(centres, 2)
-        else:
-            image = as_channels_first(image, self.bundle.image_channels, 2)
-            stats = stats or self.fit_stats(image, 2)
-        normalized = self.normalize(self.slab(image), stats)
-        if click_maps is not None:
-            if not self.bundle.click_channels:
-                raise ValueError(
-                    f"model {self.bundle.version_id} is not click-guided; "
-                    "use the click-guided model or the baseline click engine"
-                )
-            normalized[-self.bundle.click_channels :] = click_maps
+        return self.predict_prepared(self.prepare_slice(image, stats, click_maps), flip_average)
+
+    def predict_prepared(self, normalized: np.ndarray, flip_average: bool = False) -> np.ndarray:
+        """Lesion probability (H, W) for an input from :meth:`prepare_slice`."""
         if not flip_average:
             return drain(self.iter_predict_stack(normalized[None]))[0]
         return average_mirrored(drain(self.iter_predict_stack(with_mirrored(normalized[None]))))[0]
