@@ -78,13 +78,18 @@ def test_click_model_ships_with_click_channels(click_predictor):
     assert bundle.path.stat().st_size <= 10 * 1024 * 1024
     # since session 20: 2.5D like the automatic default it was grown from
     assert bundle.context_slices == 1 and bundle.config.in_channels == 3 + 2
-    # since session 24: the session-22 model trained on, kept in docs/models; that one was
-    # grown from the automatic default (session 20)
+    # since session 25: the session-24 model with a 16-channel full-resolution level,
+    # trained on; the session-24 model (kept in docs/models) was the session-22 one trained
+    # on, itself grown from the automatic default (session 20)
+    assert bundle.config.widths() == [16, 32, 64, 128, 256]
     init = bundle.provenance["init_from"]
-    assert init["version_id"] == "20261205T171540-27560687"
+    assert init["widened_from"] == [8, 32, 64, 128, 256]
+    assert init["expanded_from"] == "20261206T034220-31d75843"
     previous = load_checkpoint(REPO / init["kept_as"])
-    assert previous.version_id == init["version_id"]
-    assert previous.provenance["init_from"]["expanded_from"] == "20261204T160612-b6362620"
+    assert previous.version_id == init["expanded_from"]
+    older = previous.provenance["init_from"]
+    assert older["version_id"] == "20261205T171540-27560687"
+    assert load_checkpoint(REPO / older["kept_as"]).version_id == older["version_id"]
 
 
 def test_guided_session_on_the_sample_converges(sample, click_predictor):
