@@ -155,13 +155,13 @@ def test_engine_feeds_what_it_drew_before_the_click(click_bundle, monkeypatch):
     predictor = Predictor(with_previous_mask_channel(click_bundle))
     engine = GuidedClickEngine(predictor, image)
     seen = []
-    plain = predictor.predict_slice
+    plain = predictor.predict_prepared
 
-    def recording(patch, stats=None, click_maps=None, flip_average=False):
-        seen.append(click_maps.copy())
-        return plain(patch, stats, click_maps=click_maps, flip_average=flip_average)
+    def recording(normalized, flip_average=False):  # every network call passes here
+        seen.append(normalized[-predictor.bundle.click_channels :].copy())
+        return plain(normalized, flip_average=flip_average)
 
-    monkeypatch.setattr(predictor, "predict_slice", recording)
+    monkeypatch.setattr(predictor, "predict_prepared", recording)
     mask = engine.apply(Click(0, z, row, col, True), np.zeros(truth[z].shape, np.uint8), 0.5)
     assert seen[0].shape[0] == 3 and not seen[0][2].any()  # nothing drawn yet
     drawn = engine.added[(0, z)].copy()
