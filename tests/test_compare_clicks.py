@@ -8,16 +8,22 @@ import numpy as np
 import pytest
 
 from napari_unet.cli import main
-from napari_unet.core.evaluation import compare_click_evaluations, is_click_evaluation
+from napari_unet.core.evaluation import (
+    click_noc_by_section_size,
+    compare_click_evaluations,
+    is_click_evaluation,
+)
 from napari_unet.core.statistics import paired_grouped_difference
 
 
-def _click_json(path, per_brain_noc90, shift=0):
+def _click_json(path, per_brain_noc90, shift=0, areas=None):
     cases = []
     for i, nocs in enumerate(per_brain_noc90):
         nocs = [n + shift for n in nocs]
+        extra = {"task_area_px": areas[i]} if areas else {}
         cases.append(
             {
+                **extra,
                 "case": f"v_{i:04d}",
                 "tasks": len(nocs),
                 "task_slices": list(range(len(nocs))),
@@ -72,6 +78,32 @@ def test_compare_command_reads_click_evaluations(tmp_path, capsys):
     saved = {d["metric"]: d for d in json.loads((tmp_path / "d.json").read_text())["differences"]}
     assert saved["noc90"]["difference"] == pytest.approx(-1.0)
     assert saved["dice@1"]["difference"] == pytest.approx(0.0)
+
+
+def test_compare_reports_noc90_by_section_size(tmp_path, capsys):
+    nocs = [[4, 6], [2], [10, 12, 14], [5]]
+    areas = [[30, 49], [50], [249, 250, 5000], [999]]
+    a = _click_json(tmp_path / "a.json", nocs, areas=areas)
+    b = _click_json(tmp_path / "b.json", nocs, shift=-1, areas=areas)
+    rows = click_noc_by_section_size(a, b)
+    assert [(r["min_px"], r["max_px"], r["tasks"]) for r in rows] == [
+        (0, 50, 2),
+        (50, 250, 2),
+        (250, 1000, 2),
+        (1000, None, 1),
+    ]
+    assert rows[0]["noc90_a"] == pytest.approx(5.0) and rows[0]["noc90_b"] == pytest.approx(4.0)
+    assert rows[1]["noc90_a"] == pytest.approx(6.0)  # 2 and 10
+    assert rows[2]["noc90_a"] == pytest.approx(8.5)  # 12 and 5
+    assert rows[3]["noc90_b"] == pytest.approx(13.0)
+    assert main(["compare", str(a), str(b), "--json", str(tmp_path / "d.json")]) == 0
+    assert ">=1000" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "d.json").read_text())["noc90_by_section_size"]
+    assert saved == rows
+    # files without per-task areas still compare; the table is left out with a note
+    plain_a = _click_json(tmp_path / "pa.json", nocs)
+    assert main(["compare", str(plain_a), str(b)]) == 0
+    assert "no NoC@90 by section size" in capsys.readouterr().err
 
 
 def test_compare_refuses_click_evaluations_of_other_slices(tmp_path, capsys):

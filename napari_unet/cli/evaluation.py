@@ -45,15 +45,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Paired bootstrap comparison of two evaluations of the same cases."""
     from ..core.evaluation import (
+        click_noc_by_section_size,
         compare_click_evaluations,
         compare_evaluations,
         is_click_evaluation,
     )
 
+    by_size: list[dict] = []
     try:
         clicks = is_click_evaluation(args.a)
         if clicks:
             differences = compare_click_evaluations(args.a, args.b)
+            try:
+                by_size = click_noc_by_section_size(args.a, args.b)
+            except ValueError as exc:
+                print(f"note: no NoC@90 by section size: {exc}", file=sys.stderr)
         else:
             differences = compare_evaluations(args.a, args.b)
     except ValueError as exc:
@@ -70,13 +76,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{d.metric:20s} {d.mean_a:8.4f} {d.mean_b:8.4f} {d.difference:+8.4f} "
             f"{d.ci_low:+8.4f} {d.ci_high:+8.4f} {d.fraction_b_ahead:8.1%}"
         )
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {"a": args.a, "b": args.b, "differences": [d.to_dict() for d in differences]},
-                indent=2,
+    if by_size:
+        print("NoC@90 by lesion-section area (guided engine)")
+        print(f"{'area px':14s} {'tasks':>6s} {'a':>6s} {'b':>6s}")
+        for row in by_size:
+            span = f"{row['min_px']}-{row['max_px']}" if row["max_px"] else f">={row['min_px']}"
+            a, b = (
+                f"{row[k]:6.2f}" if row[k] is not None else f"{'-':>6s}"
+                for k in ("noc90_a", "noc90_b")
             )
-        )
+            print(f"{span:14s} {row['tasks']:6d} {a} {b}")
+    if args.json:
+        report = {"a": args.a, "b": args.b, "differences": [d.to_dict() for d in differences]}
+        if by_size:
+            report["noc90_by_section_size"] = by_size
+        Path(args.json).write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json}")
     return 0
 

@@ -133,3 +133,50 @@ def compare_click_evaluations(
             )
         )
     return differences
+
+
+SECTION_SIZE_EDGES_PX = (50, 250, 1000)
+
+
+def click_noc_by_section_size(
+    path_a: str | Path,
+    path_b: str | Path,
+    engine: str = "guided",
+    edges_px: tuple[int, ...] = SECTION_SIZE_EDGES_PX,
+) -> list[dict]:
+    """NoC@90 of two click evaluations by lesion-section area (pixels), one row per bin.
+
+    Bins are ``[0, e0), [e0, e1), ..., [e_last, inf)``. Each row holds the bin, its number of
+    tasks and both means (``None`` where a bin is empty). Files from before session 12, which
+    do not record each task's area, are refused.
+    """
+    key, area_key = f"{engine}_task_noc90", "task_area_px"
+    per_file = []
+    for path in (Path(path_a), Path(path_b)):
+        data = _json_of(path)
+        try:
+            per_file.append(
+                [(a, n) for c in data["cases"] for a, n in zip(c[area_key], c[key], strict=True)]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{path}: no per-task areas and NoC@90 ({exc}); re-run evaluate-clicks --json"
+            ) from exc
+    bounds = (0, *edges_px, None)
+    rows = []
+    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
+        means = []
+        for tasks in per_file:
+            values = [n for a, n in tasks if a >= low and (high is None or a < high)]
+            means.append(sum(values) / len(values) if values else None)
+        count = sum(1 for a, _ in per_file[0] if a >= low and (high is None or a < high))
+        rows.append(
+            {
+                "min_px": low,
+                "max_px": high,
+                "tasks": count,
+                "noc90_a": means[0],
+                "noc90_b": means[1],
+            }
+        )
+    return rows
