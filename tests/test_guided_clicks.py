@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.core.checkpoint import load_checkpoint
+from napari_unet.core.checkpoint import load_checkpoint, sha256_file
 from napari_unet.core.click_eval import clicks_to_reach, lesion_slices, simulate_task, summarize
 from napari_unet.core.click_maps import click_maps, first_click, next_click
 from napari_unet.core.clicks import Click, ClickEngine, ClickOutsideImage
@@ -78,16 +78,21 @@ def test_click_model_ships_with_click_channels(click_predictor):
     assert bundle.path.stat().st_size <= 10 * 1024 * 1024
     # since session 20: 2.5D like the automatic default it was grown from
     assert bundle.context_slices == 1 and bundle.config.in_channels == 3 + 2
-    # since session 25: the session-24 model with a 16-channel full-resolution level,
-    # trained on; the session-24 model (kept in docs/models) was the session-22 one trained
-    # on, itself grown from the automatic default (session 20)
-    assert bundle.config.widths() == [16, 32, 64, 128, 256]
+    # since session 27: the session-25 model with a 32-channel full-resolution level,
+    # trained on; the session-25 model (kept in docs/models) was the session-24 one with a
+    # 16-channel level, itself the session-22 one trained on (session 22's was grown from the
+    # automatic default in session 20)
+    assert bundle.config.widths() == [32, 32, 64, 128, 256]
     init = bundle.provenance["init_from"]
-    assert init["widened_from"] == [8, 32, 64, 128, 256]
-    assert init["expanded_from"] == "20261206T034220-31d75843"
+    assert init["widened_from"] == [16, 32, 64, 128, 256]
+    assert init["expanded_from"] == "20261206T061957-b5438a69"
     previous = load_checkpoint(REPO / init["kept_as"])
     assert previous.version_id == init["expanded_from"]
-    older = previous.provenance["init_from"]
+    assert sha256_file(REPO / init["kept_as"]) == init["expanded_from_sha256"]
+    assert previous.config.widths() == [16, 32, 64, 128, 256]
+    s24 = load_checkpoint(REPO / previous.provenance["init_from"]["kept_as"])
+    assert s24.version_id == previous.provenance["init_from"]["expanded_from"]
+    older = s24.provenance["init_from"]
     assert older["version_id"] == "20261205T171540-27560687"
     assert load_checkpoint(REPO / older["kept_as"]).version_id == older["version_id"]
 
