@@ -2,8 +2,8 @@
 
 ``napari-unet train --clicks`` writes a network with the trainer's default threshold and
 no zoom-in. To compare it with the bundled click model under the *same* engine, copy the
-bundled model's threshold and ``click_zoom`` into a copy of it (the weights are not
-touched)::
+bundled model's threshold, ``click_zoom`` and ``click_flip_average`` into a copy of it (the
+weights are not touched)::
 
     python scripts/copy_click_settings.py --model runs/clicks_lw/best.safetensors \\
         --settings-from lesion-t1-clicks --output runs/clicks_lw/engine.safetensors
@@ -20,6 +20,12 @@ def main() -> int:
     parser.add_argument("--model", required=True, help="the trained click model")
     parser.add_argument("--settings-from", default="lesion-t1-clicks", help="name or path")
     parser.add_argument("--output", required=True, help="new checkpoint (never overwritten)")
+    parser.add_argument(
+        "--flip-average",
+        dest="flip",
+        action=argparse.BooleanOptionalAction,
+        help="set click_flip_average (default: copy it from --settings-from)",
+    )
     args = parser.parse_args()
 
     from napari_unet.core.checkpoint import load_checkpoint, new_version_id, save_checkpoint
@@ -35,6 +41,7 @@ def main() -> int:
         return 2
     bundle.threshold = source.threshold
     bundle.click_zoom = source.click_zoom
+    bundle.click_flip_average = source.click_flip_average if args.flip is None else args.flip
     bundle.provenance = {
         **bundle.provenance,
         "click_settings_from": source.version_id,
@@ -44,7 +51,8 @@ def main() -> int:
     save_checkpoint(bundle, args.output)
     sys.stdout.write(
         f"wrote {args.output} ({bundle.version_id}): threshold {bundle.threshold}, "
-        f"zoom {None if bundle.click_zoom is None else bundle.click_zoom.to_dict()}\n"
+        f"zoom {None if bundle.click_zoom is None else bundle.click_zoom.to_dict()}, "
+        f"flip average {bundle.click_flip_average}\n"
     )
     return 0
 

@@ -68,6 +68,22 @@ def test_click_zoom_travels_in_the_sidecar(tiny_bundle, tmp_path):
     assert load_checkpoint(plain).click_zoom is None
 
 
+def test_click_flip_average_travels_in_the_sidecar(tiny_bundle, tmp_path):
+    assert tiny_bundle.click_flip_average is False  # off unless a model declares it
+    tiny_bundle.click_flip_average = True
+    path = save_checkpoint(tiny_bundle, tmp_path / "flip.safetensors")
+    assert json.loads(sidecar_path(path).read_text())["click_flip_average"] is True
+    assert load_checkpoint(path).click_flip_average is True
+    side = json.loads(sidecar_path(path).read_text())
+    side["click_flip_average"] = "yes"
+    sidecar_path(path).write_text(json.dumps(side))
+    with pytest.raises(CheckpointError, match=r"flip\.json: click_flip_average must be true or"):
+        load_checkpoint(path)
+    del side["click_flip_average"]  # sidecars written before session 28
+    sidecar_path(path).write_text(json.dumps(side))
+    assert load_checkpoint(path).click_flip_average is False
+
+
 class RecordingPredictor(Predictor):
     """The real predictor, keeping every network input's shape, click maps and answer."""
 

@@ -56,6 +56,7 @@ class ModelBundle:
     lesion_filter: LesionFilter | None = None  # post-processing: learned keep/drop per component
     click_channels: int = 0  # trailing input channels that encode clicks (click-guided models)
     click_zoom: ClickZoom | None = None  # click-guided models: zoom-in on small objects
+    click_flip_average: bool = False  # click-guided models: average each patch with its mirror
     context_slices: int = 0  # 2.5D: neighbours on each side fed with every slice
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -128,6 +129,7 @@ class ModelBundle:
             lesion_filter=self.lesion_filter,
             click_channels=self.click_channels if click_channels is None else click_channels,
             click_zoom=self.click_zoom,
+            click_flip_average=self.click_flip_average,
             context_slices=self.context_slices if context_slices is None else context_slices,
             provenance={"expanded_from": self.version_id, **provenance},
         )
@@ -154,6 +156,7 @@ class ModelBundle:
             "click_channels": self.click_channels,
             "context_slices": self.context_slices,
             "click_zoom": None if self.click_zoom is None else self.click_zoom.to_dict(),
+            "click_flip_average": self.click_flip_average,
             "min_lesion_extent_mm": self.min_lesion_extent_mm,
             "grow_threshold": self.grow_threshold,
             "lesion_filter": None if self.lesion_filter is None else self.lesion_filter.to_dict(),
@@ -176,6 +179,12 @@ def _lesion_filter(value: Any, path: Path) -> LesionFilter | None:
         return LesionFilter.from_dict(value)
     except LesionFilterError as error:
         raise CheckpointError(f"{sidecar_path(path)}: {error}") from error
+
+
+def _flag(value: Any, name: str, path: Path) -> bool:
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{sidecar_path(path)}: {name} must be true or false, not {value!r}")
+    return value
 
 
 def _click_zoom(value: Any, path: Path) -> ClickZoom | None:
@@ -355,6 +364,7 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         min_lesion_voxels=int(meta.get("min_lesion_voxels", 0)),
         click_channels=click_channels,
         click_zoom=_click_zoom(meta.get("click_zoom"), path),
+        click_flip_average=_flag(meta.get("click_flip_average", False), "click_flip_average", path),
         context_slices=context,
         min_lesion_extent_mm=float(meta.get("min_lesion_extent_mm", 0.0)),
         grow_threshold=_optional_float(meta.get("grow_threshold")),

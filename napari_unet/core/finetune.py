@@ -281,6 +281,7 @@ def finetune(
         min_lesion_extent_mm=base_bundle.min_lesion_extent_mm,
         click_channels=base_bundle.click_channels,
         click_zoom=base_bundle.click_zoom,
+        click_flip_average=base_bundle.click_flip_average,
         context_slices=base_bundle.context_slices,
         provenance={"parent": base_id, "finetune": asdict(config)},
     )

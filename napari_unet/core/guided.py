@@ -45,12 +45,10 @@ WINDOW_SCALE = 2.0  # a local positive edit reaches this many times the click's 
 # against 4.62 at 1 and 5.30 at 2: on a 15-30 pixel lacune a wider disc flips true
 # pixels next to the one the user meant, and the next click has to undo that.
 CLICK_DISC = 0.0
-# Averaging each patch's answer with its left-right mirror (``flip_average=True``) was
-# measured in session 5: on the 12 training brains NoC@90 4.02 -> 3.70, but on the
-# validation brains 5.00 -> 5.09 (NoC@85 3.09 -> 3.22) with the threshold re-tuned on the
-# training brains. The held-out brains did not confirm it and it costs a second patch
-# per click, so it is off by default.
-FLIP_AVERAGE = False
+# Averaging each patch's answer with its left-right mirror is a model setting
+# (``click_flip_average`` in the sidecar; ``flip_average="model"``). In session 5 it helped
+# on training brains (NoC@90 4.02 -> 3.70) but not on held-out ones (5.00 -> 5.09); see
+# docs/model-card-clicks.md (session 28) for the model that declares it.
 # local_replace=True limits a replacement by an obeying network answer to the pixels nearer
 # to the new click than to any click of the other kind. On 12 training brains (session 12,
 # scripts/click_rule_check.py) NoC@90 rose from 3.76 to 4.47, so it is off.
@@ -81,7 +79,7 @@ class GuidedClickEngine:
         volume: np.ndarray,
         stats=None,
         patch: int = GUIDED_PATCH,
-        flip_average: bool = FLIP_AVERAGE,
+        flip_average: bool | str = "model",
         local_replace: bool = LOCAL_REPLACE,
         zoom: ClickZoom | None | str = "model",
         negative_raise: bool = NEGATIVE_RAISE,
@@ -98,7 +96,10 @@ class GuidedClickEngine:
         self.volume = volume
         self.stats = stats or predictor.fit_stats(volume, 3)
         self.patch = patch
-        self.flip_average = flip_average
+        # "model": the mirror averaging the model's sidecar declares
+        self.flip_average = (
+            predictor.bundle.click_flip_average if flip_average == "model" else bool(flip_average)
+        )
         self.local_replace = local_replace
         self.negative_raise = negative_raise
         self.negative_margin = negative_margin
