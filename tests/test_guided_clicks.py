@@ -1,5 +1,6 @@
 """Click encoding, the simulated user, the click-guided engine and the NoC metrics."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -78,12 +79,24 @@ def test_click_model_ships_with_click_channels(click_predictor):
     assert bundle.path.stat().st_size <= 10 * 1024 * 1024
     # since session 20: 2.5D like the automatic default it was grown from
     assert bundle.context_slices == 1 and bundle.config.in_channels == 3 + 2
-    # since session 27: the session-25 model with a 32-channel full-resolution level,
-    # trained on; the session-25 model (kept in docs/models) was the session-24 one with a
-    # 16-channel level, itself the session-22 one trained on (session 22's was grown from the
-    # automatic default in session 20)
+    # since session 28: the uniform weight average of the session-27 model (kept in
+    # docs/models) and its 2,400-step continuation, with mirror averaging declared
     assert bundle.config.widths() == [32, 32, 64, 128, 256]
-    init = bundle.provenance["init_from"]
+    assert bundle.click_flip_average is True
+    first = bundle.provenance["first"]
+    assert bundle.provenance["averaged_from"] == [
+        first["version_id"],
+        bundle.provenance["second"]["version_id"],
+    ]
+    s27 = load_checkpoint(REPO / first["kept_as"])
+    assert s27.version_id == first["version_id"] == "20261206T200134-4fd2bc71"
+    assert sha256_file(REPO / first["kept_as"]) == first["sha256"]
+    assert s27.click_flip_average is False and s27.config.widths() == bundle.config.widths()
+    # session 27: the session-25 model with a 32-channel full-resolution level, trained on;
+    # the session-25 model (kept in docs/models) was the session-24 one with a 16-channel
+    # level, itself the session-22 one trained on (session 22's was grown from the
+    # automatic default in session 20)
+    init = s27.provenance["init_from"]
     assert init["widened_from"] == [16, 32, 64, 128, 256]
     assert init["expanded_from"] == "20261206T061957-b5438a69"
     previous = load_checkpoint(REPO / init["kept_as"])
@@ -130,7 +143,7 @@ def test_flip_average_is_the_mean_of_the_patch_and_its_mirror(sample, click_pred
     assert averaged.shape == patch.shape[-2:]
     np.testing.assert_allclose(averaged, (plain + mirrored) / 2, atol=1e-5)
     assert np.abs(plain - mirrored).max() > 1e-3  # the network is not mirror-symmetric
-    # the guided engine averages when asked (off by default: see guided.FLIP_AVERAGE)
+    # the guided engine averages when asked
     click = Click(0, z, row, col, True)
     for flip in (True, False):
         engine = GuidedClickEngine(click_predictor, image, stats, flip_average=flip)
@@ -142,7 +155,11 @@ def test_flip_average_is_the_mean_of_the_patch_and_its_mirror(sample, click_pred
             local, stats, click_maps=local_maps, flip_average=flip
         )
         np.testing.assert_allclose(prob, expected, atol=1e-6)
-    assert not GuidedClickEngine(click_predictor, image, stats).flip_average
+    # by default it does what the model's sidecar declares (click_flip_average)
+    declared = click_predictor.bundle.click_flip_average
+    assert GuidedClickEngine(click_predictor, image, stats).flip_average is declared
+    other = Predictor(replace(click_predictor.bundle, click_flip_average=not declared))
+    assert GuidedClickEngine(other, image, stats).flip_average is (not declared)
 
 
 def test_guided_negative_click_and_hand_painted_voxels(sample, click_predictor):
