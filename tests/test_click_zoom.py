@@ -162,10 +162,10 @@ def test_copy_click_settings_gives_a_trained_model_the_bundled_engine(tiny_bundl
     trained_path = save_checkpoint(trained, tmp_path / "trained.safetensors")
     output = tmp_path / "engine.safetensors"
 
-    def run(model: Path) -> subprocess.CompletedProcess:
+    def run(model: Path, *extra: str, out: Path = output) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, str(script), "--model", str(model), "--settings-from",
-             str(source_path), "--output", str(output)],
+             str(source_path), "--output", str(out), *extra],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 
@@ -173,6 +173,7 @@ def test_copy_click_settings_gives_a_trained_model_the_bundled_engine(tiny_bundl
     assert done.returncode == 0, done.stderr
     copied = load_checkpoint(output)
     assert copied.threshold == 0.4 and copied.click_zoom == ClickZoom(2, 24, 2, 0.5)
+    assert copied.click_flip_average is False  # copied from the source, which has it off
     assert copied.version_id not in ("src", "trained")
     assert copied.provenance["click_settings_from"] == "src"
     assert copied.provenance["trained_version"] == "trained"
@@ -181,6 +182,10 @@ def test_copy_click_settings_gives_a_trained_model_the_bundled_engine(tiny_bundl
     before = output.read_bytes()
     again = run(trained_path)  # never overwrites
     assert again.returncode != 0 and output.read_bytes() == before
+    flipped = run(trained_path, "--flip-average", out=tmp_path / "flipped.safetensors")
+    assert flipped.returncode == 0, flipped.stderr
+    assert "flip average True" in flipped.stdout
+    assert load_checkpoint(tmp_path / "flipped.safetensors").click_flip_average is True
     plain = save_checkpoint(tiny_bundle, tmp_path / "plain.safetensors")
     refused = run(plain)
     assert refused.returncode == 2 and "plain.safetensors: 0 click channels" in refused.stderr
