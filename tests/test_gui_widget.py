@@ -396,7 +396,14 @@ def test_clicks_through_the_points_layer_update_labels(viewer_with_widget, qtbot
     widget.click_panel.engine_choice.value = "baseline: automatic model"
     points = widget.click_panel.start()
     assert points.mode == "add"
+    widget.lesion_layer(viewer.layers["T1 sample brain"])  # a new layer does update the dims
+    ranges = viewer.dims.range
+    recomputed = []  # napari's dims recompute, which a click on the image cannot change
+    update = viewer._on_layers_change
+    viewer._on_layers_change = lambda *args: recomputed.append(1) or update(*args)
     points.add([z, rows[k], cols[k]])  # a positive click inside the true lesion
+    del viewer._on_layers_change
+    assert recomputed == [] and viewer.dims.range == ranges
     labels = viewer.layers["T1 sample brain lesion"]
     assert labels.data[z, rows[k], cols[k]] == 1
     captured = int(labels.data[z].sum())

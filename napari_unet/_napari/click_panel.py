@@ -10,7 +10,7 @@ from ..core.clicks import Click, ClickEngine
 from ..core.guided import GuidedClickEngine
 from ..core.models import CLICK_MODEL
 from .correction_panel import apply_undoable
-from .view import current_slice
+from .view import current_slice, skip_dims_update_on_data
 
 POSITIVE, NEGATIVE = "lesion here (+)", "not lesion (−)"
 GUIDED, BASELINE = "click-guided U-Net", "baseline: automatic model"
@@ -52,6 +52,7 @@ class ClickPanel(Container):
                 face_color=COLOURS[True],
             )
             self.layer.events.data.connect(self._on_points)
+            skip_dims_update_on_data(self.viewer, self.layer)
         self.layer = self.viewer.layers[name]
         self.layer.mode = "add"
         self.viewer.layers.selection.active = self.layer
