@@ -55,7 +55,7 @@ def main() -> int:
             continue
         engine = engines[0]
         engine.clear(0, task.index)
-        drawn = engine.apply(Click(0, task.index, *first), np.zeros_like(target), 0.4)
+        drawn = engine.apply(Click(0, task.index, *first), np.zeros_like(target), bundle.threshold)
         second = next_click(drawn.astype(bool), target)
         if second is None:
             continue
