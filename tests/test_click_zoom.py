@@ -84,6 +84,19 @@ def test_click_flip_average_travels_in_the_sidecar(tiny_bundle, tmp_path):
     assert load_checkpoint(path).click_flip_average is False
 
 
+def test_a_new_network_keeps_the_click_settings(tiny_bundle):
+    tiny_bundle.click_zoom, tiny_bundle.click_flip_average = ClickZoom(2, 20, 2, 0.5), True
+    tiny_bundle.threshold, tiny_bundle.metrics = 0.4, {"val_dice": 0.5}
+    grown = tiny_bundle.with_network(
+        tiny_bundle.config, tiny_bundle.model.state_dict(), {"why": "test"}
+    )
+    assert grown.click_zoom == ClickZoom(2, 20, 2, 0.5) and grown.click_flip_average is True
+    assert grown.threshold == 0.4 and grown.normalization == tiny_bundle.normalization
+    assert grown.version_id != tiny_bundle.version_id and grown.model is not tiny_bundle.model
+    assert grown.provenance == {"expanded_from": tiny_bundle.version_id, "why": "test"}
+    assert grown.metrics == {} and grown.path is None  # measured and saved as a new version
+
+
 class RecordingPredictor(Predictor):
     """The real predictor, keeping every network input's shape, click maps and answer."""
 

@@ -223,6 +223,10 @@ def test_click_model_is_imported_and_fine_tuned_with_simulated_clicks(tmp_path, 
     assert candidate.context_slices == imported.context_slices
     assert registry.get(result.candidate).parent == clicks_version.version_id
     assert candidate.min_lesion_voxels == registry.load(clicks_version.version_id).min_lesion_voxels
+    # and every click setting: threshold, zoom-in, mirror averaging (on for the bundled model)
+    assert candidate.threshold == imported.threshold
+    assert candidate.click_zoom == imported.click_zoom is not None
+    assert candidate.click_flip_average is imported.click_flip_average is True
 
 
 def test_item_dice_difference_needs_two_matched_items():

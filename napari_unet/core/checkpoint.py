@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,27 +111,22 @@ class ModelBundle:
     ) -> ModelBundle:
         """A new version with another network (``config`` and its ``state``).
 
-        Normalization, threshold and post-processing are copied; provenance records this
-        version as the origin.
+        Every other setting (normalization, threshold, post-processing, click settings) is
+        copied; provenance records this version as the origin.
         """
         model = UNet(config)
         model.load_state_dict(state)
         model.eval()
-        return ModelBundle(
-            model,
-            config,
-            self.normalization,
-            new_version_id(),
-            self.threshold,
-            min_lesion_voxels=self.min_lesion_voxels,
-            min_lesion_extent_mm=self.min_lesion_extent_mm,
-            grow_threshold=self.grow_threshold,
-            lesion_filter=self.lesion_filter,
+        return replace(
+            self,
+            model=model,
+            config=config,
+            version_id=new_version_id(),
             click_channels=self.click_channels if click_channels is None else click_channels,
-            click_zoom=self.click_zoom,
-            click_flip_average=self.click_flip_average,
             context_slices=self.context_slices if context_slices is None else context_slices,
             provenance={"expanded_from": self.version_id, **provenance},
+            metrics={},
+            path=None,
         )
 
     @property

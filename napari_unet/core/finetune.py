@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -269,21 +269,14 @@ def finetune(
 
     cpu_model = UNet(base_bundle.config)
     cpu_model.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
-    candidate = ModelBundle(
-        cpu_model.eval(),
-        base_bundle.config,
-        spec,
-        new_version_id(),
-        base_bundle.threshold,
-        min_lesion_voxels=base_bundle.min_lesion_voxels,
-        grow_threshold=base_bundle.grow_threshold,
-        lesion_filter=base_bundle.lesion_filter,
-        min_lesion_extent_mm=base_bundle.min_lesion_extent_mm,
-        click_channels=base_bundle.click_channels,
-        click_zoom=base_bundle.click_zoom,
-        click_flip_average=base_bundle.click_flip_average,
-        context_slices=base_bundle.context_slices,
+    candidate = replace(  # every model setting of the base, new weights and identity
+        base_bundle,
+        model=cpu_model.eval(),
+        normalization=spec,
+        version_id=new_version_id(),
         provenance={"parent": base_id, "finetune": asdict(config)},
+        metrics={},
+        path=None,
     )
     base_metrics = evaluate_items(base_bundle, val_volumes, "cpu") if val_volumes else {}
     cand_metrics = evaluate_items(candidate, val_volumes, "cpu") if val_volumes else {}
