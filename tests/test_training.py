@@ -58,6 +58,7 @@ def test_loss_falls_and_best_checkpoint_is_valid(tmp_path):
     assert val[-1].val_dice > 0.7
     bundle = load_checkpoint(best)
     assert bundle.metrics["val_dice"] == pytest.approx(max(e.val_dice for e in val))
+    assert bundle.input_spacing_mm == 1.0  # the toy volumes have 1 mm pixels
     assert len(history["train"]) == 60 and len(history["val"]) == 3
 
 

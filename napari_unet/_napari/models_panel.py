@@ -173,6 +173,7 @@ class ModelsPanel(Container):
         registry.close()
         predictors = [Predictor(b, device=self.owner.device.value) for b in (active, other)]
         volume = np.asarray(self.owner.input_data(source, predictors[0]))
+        pixel_mm = tuple(float(s) for k, s in enumerate(source.scale[-3:]) if k != axis)
 
         def work():
             masks = []
@@ -180,7 +181,8 @@ class ModelsPanel(Container):
                 bundle = predictor.bundle
                 stats = predictor.fit_stats(volume, 3)
                 image = predictor.volume_slab(volume, index, axis).astype(np.float32)
-                masks.append(predictor.predict_slice(image, stats) >= bundle.threshold)
+                prob = predictor.predict_slice(image, stats, spacing=pixel_mm)
+                masks.append(prob >= bundle.threshold)
             return masks
 
         def done(masks) -> None:

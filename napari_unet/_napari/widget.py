@@ -267,10 +267,11 @@ class SegmentationWidget(InputSelection, Container):
         height, width = image.shape[-2:]
         context_rows = grow(rows, CONTEXT, height)
         context_cols = grow(cols, CONTEXT, width)
+        pixel_mm = tuple(float(s) for k, s in enumerate(source.scale[-3:]) if k != axis)
 
         def work():
             crop = image[..., context_rows, context_cols]
-            prob = predictor.predict_slice(crop, stats)
+            prob = predictor.predict_slice(crop, stats, spacing=pixel_mm)
             inner_r = relative(rows, context_rows, height)
             inner_c = relative(cols, context_cols, width)
             return prob[inner_r, inner_c]
@@ -301,7 +302,9 @@ class SegmentationWidget(InputSelection, Container):
             # threshold and the 3D component filter
             volume = np.asarray(data, dtype=np.float32)
             stats = self._stats(source, predictor)
-            prob = yield from count_slices(predictor.iter_predict_volume(volume, 0, stats))
+            prob = yield from count_slices(
+                predictor.iter_predict_volume(volume, 0, stats, spacing=session.spacing)
+            )
             return prob, session.derive(prob)
 
         def apply(result) -> None:

@@ -18,7 +18,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     try:
         bundle = get_model(_model_source(args))
-        predictor = Predictor(bundle, device=args.device, precision=args.precision)
+        predictor = Predictor(
+            bundle,
+            device=args.device,
+            precision=args.precision,
+            resample=not args.native_grid,
+        )
     except (CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -149,6 +154,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--mirror",
         action="store_true",
         help="test-time augmentation: average with the left-right mirrored pass (about 2x time)",
+    )
+    p.add_argument(
+        "--native-grid",
+        action="store_true",
+        help="run on the scan's own pixels instead of resampling each slice to the pixel "
+        "spacing the model was trained at (1 mm for the bundled models)",
     )
     p.add_argument(
         "--precision",

@@ -25,7 +25,7 @@ def run_demo(output: Path, device: str = "auto") -> int:
     predictor = Predictor(bundle, device=device)
     image = read_image(SAMPLE_T1)
     truth = read_image(SAMPLE_LESION).data > 0.5
-    prob = predictor.predict_volume(image.data, axis=0)
+    prob = predictor.predict_volume(image.data, axis=0, spacing=image.geometry.display_spacing)
     mask = binarize(prob, bundle, spacing=image.geometry.display_spacing)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = output / stamp

@@ -30,6 +30,7 @@ from .device import select_device
 from .edit_queue import EditQueue, QueueError, QueueItem
 from .metrics import dice, lesion_f1
 from .registry import ModelRegistry
+from .spacing import resample_inplane, resampled_shape
 from .statistics import PairedDifference, paired_difference
 from .training.click_training import add_simulated_clicks
 from .training.slices import SliceBank, Volume
@@ -85,11 +86,17 @@ class FinetuneResult:
         return paired_difference("dice", base, candidate)
 
 
-def item_volume(queue: EditQueue, item: QueueItem, spec: norm.NormalizationSpec) -> Volume:
+def item_volume(
+    queue: EditQueue,
+    item: QueueItem,
+    spec: norm.NormalizationSpec,
+    pixel_spacing: float | None = None,
+) -> Volume:
     """A queue item as a small training volume, normalized as inference saw it.
 
     The volume holds the slice's stored neighbours (or just the slice, for items
-    queued without them); only the queued slice has a mask and is trained on.
+    queued without them); only the queued slice has a mask and is trained on. With the
+    model's ``pixel_spacing``, the slice is resampled to it, as inference resamples.
     """
     arrays = queue.arrays(item)
     image = arrays.get("neighbours", arrays["image"][:, None]).astype(np.float32)
@@ -105,7 +112,16 @@ def item_volume(queue: EditQueue, item: QueueItem, spec: norm.NormalizationSpec)
     centre = normalized.shape[1] // 2
     mask = np.zeros(normalized.shape[1:], dtype=np.uint8)
     mask[centre] = arrays["mask"]
-    return Volume(f"item{item.id}", normalized, mask, tuple(item.spacing), (centre,))
+    spacing = tuple(float(s) for s in item.spacing)
+    inplane = [s for axis, s in enumerate(spacing) if axis != item.axis]
+    target = resampled_shape(mask.shape[-2:], inplane, pixel_spacing)
+    if target is not None:
+        scale = [n / t for n, t in zip(mask.shape[-2:], target, strict=True)]
+        normalized = resample_inplane(normalized, target).astype(np.float16)
+        mask = (resample_inplane(mask, target) >= 0.5).astype(np.uint8)
+        new_inplane = iter(s * k for s, k in zip(inplane, scale, strict=True))
+        spacing = tuple(s if a == item.axis else next(new_inplane) for a, s in enumerate(spacing))
+    return Volume(f"item{item.id}", normalized, mask, spacing, (centre,))
 
 
 def evaluate_items(bundle: ModelBundle, volumes: list[Volume], device: str = "auto") -> dict:
@@ -195,8 +211,9 @@ def finetune(
             f"{registry.workspace}: no train items in the queue; queue corrections first"
         )
     spec = base_bundle.normalization
-    train_volumes = [item_volume(queue, item, spec) for item in train_items]
-    val_volumes = [item_volume(queue, item, spec) for item in val_items]
+    pixel_spacing = base_bundle.input_spacing_mm
+    train_volumes = [item_volume(queue, item, spec, pixel_spacing) for item in train_items]
+    val_volumes = [item_volume(queue, item, spec, pixel_spacing) for item in val_items]
     device = select_device(config.device)
     if device.type == "cuda" and _world()[0] > 1:  # one GPU per process under torchrun
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))

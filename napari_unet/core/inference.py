@@ -23,6 +23,7 @@ from .cuda_graphs import GraphedForward
 from .device import select_device
 from .fusion import fold_batchnorm, fuse_conv_relu, fused_relu_supported
 from .precision import resolve_precision
+from .spacing import check_spacing, resample_inplane, resample_probability, resampled_shape
 from .tiling import Stitcher, TilePlan, plan_tiles
 
 
@@ -76,9 +77,13 @@ class Predictor:
         cuda_graphs: bool | None = None,
         pin_memory: bool = False,
         device_resident: bool | None = None,
+        resample: bool = True,
     ) -> None:
         self.bundle = bundle
         self.config = bundle.config
+        # slices are resampled in-plane to the spacing the model was trained at, when the
+        # caller gives the scan's spacing and the model declares one (core/spacing.py)
+        self.target_spacing = bundle.input_spacing_mm if resample else None
         self.device = select_device(device)
         on_gpu = self.device.type == "cuda"
         # CPU: 4 slices a batch: on a 2-core AVX2 CPU batches of 2-4 reach 76 % of the conv
@@ -257,6 +262,7 @@ class Predictor:
         stats: list[norm.IntensityStats] | None = None,
         click_maps: np.ndarray | None = None,
         flip_average: bool = False,
+        spacing: tuple[float, float] | None = None,
     ) -> np.ndarray:
         """Lesion probability (H, W) for one 2D image, (H, W) or (C, H, W).
 
@@ -266,8 +272,18 @@ class Predictor:
         they are empty and the model answers as an automatic one.
         ``flip_average`` also runs the left-right mirror image (in the same batch) and
         averages the two answers.
+        ``spacing`` is the image's (row, column) pixel spacing in mm: the network then
+        sees the image at the spacing it was trained at, and the answer comes back on
+        the image's own pixels.
         """
-        return self.predict_prepared(self.prepare_slice(image, stats, click_maps), flip_average)
+        shape = np.shape(image)[-2:]
+        target = resampled_shape(shape, spacing, self.target_spacing) if spacing else None
+        if target is not None:
+            image = resample_inplane(np.asarray(image), target)
+            if click_maps is not None:
+                click_maps = resample_inplane(click_maps, target)
+        prob = self.predict_prepared(self.prepare_slice(image, stats, click_maps), flip_average)
+        return prob if target is None else resample_probability(prob, shape)
 
     def predict_prepared(self, normalized: np.ndarray, flip_average: bool = False) -> np.ndarray:
         """Lesion probability (H, W) for an input from :meth:`prepare_slice`."""
@@ -283,6 +299,7 @@ class Predictor:
         indices: list[int] | None = None,
         chunk_slices: int | None = None,
         mirror: bool = False,
+        spacing: tuple[float, float, float] | None = None,
     ) -> Generator[Progress, None, np.ndarray]:
         """Predict every slice (or ``indices``) of a (Z, Y, X) or (C, Z, Y, X) volume.
 
@@ -291,18 +308,47 @@ class Predictor:
         ``mirror`` is test-time augmentation: each slice also runs mirrored along its last
         axis (left-right on axial and coronal slices, as in training), in the same batch,
         and the two answers are averaged; it takes about twice as long.
+        ``spacing`` is the volume's (Z, Y, X) voxel spacing in mm: slices are then
+        resampled to the model's pixel spacing and the answer back to the volume's grid.
         """
         volume = as_channels_first(volume, self.bundle.image_channels, 3)
         stats = stats or self.fit_stats(volume, 3)
-        chunk_slices = chunk_slices or max(16, self.batch_size)
         moved = np.moveaxis(volume, axis + 1, 1)  # (C, S, H, W) view, no copy
+        shape = moved.shape[2:]
+        target = None
+        if spacing is not None:
+            inplane = [
+                s for k, s in enumerate(check_spacing(spacing, "voxel spacing")) if k != axis
+            ]
+            target = resampled_shape(shape, inplane, self.target_spacing)
+        if target is not None:
+            moved = resample_inplane(moved, target)
+        result = yield from self._iter_predict_moved(moved, indices, stats, chunk_slices, mirror)
+        if target is not None:  # back onto the scan's grid; slices not asked for stay 0
+            ids = list(range(result.shape[0])) if indices is None else sorted(set(indices))
+            on_grid = np.zeros((result.shape[0], *shape), dtype=np.float32)
+            on_grid[ids] = resample_probability(result[ids], shape)
+            result = on_grid
+        return np.moveaxis(result, 0, axis)
+
+    def _iter_predict_moved(
+        self,
+        moved: np.ndarray,
+        indices: list[int] | None,
+        stats: list[norm.IntensityStats],
+        chunk_slices: int | None,
+        mirror: bool,
+    ) -> Generator[Progress, None, np.ndarray]:
+        """Probabilities (S, H, W) of slices ``indices`` of a (C, S, H, W) volume."""
+        chunk_slices = chunk_slices or max(16, self.batch_size)
         slice_ids = list(range(moved.shape[1])) if indices is None else list(indices)
         plan = plan_tiles(moved.shape[2], moved.shape[3], self.config, self.max_tile)
         if self.device_resident and device_volume.supports(plan):
-            result = yield from device_volume.iter_volume(
-                self, moved, slice_ids, stats, plan, chunk_slices, mirror
+            return (
+                yield from device_volume.iter_volume(
+                    self, moved, slice_ids, stats, plan, chunk_slices, mirror
+                )
             )
-            return np.moveaxis(result, 0, axis)
         result = np.zeros(moved.shape[1:], dtype=np.float32)
         total = len(slice_ids)
         done = 0
@@ -321,7 +367,7 @@ class Predictor:
                 yield Progress(done + event.done // passes, total)
             result[ids] = average_mirrored(probs) if mirror else probs
             done += len(ids)
-        return np.moveaxis(result, 0, axis)
+        return result
 
     def _chunk_inputs(
         self, moved: np.ndarray, ids: list[int], stats: list[norm.IntensityStats]
@@ -354,10 +400,17 @@ class Predictor:
         return chunk
 
     def predict_volume_slices(
-        self, volume: np.ndarray, indices: list[int], stats=None, axis: int = 0
+        self,
+        volume: np.ndarray,
+        indices: list[int],
+        stats=None,
+        axis: int = 0,
+        spacing: tuple[float, float, float] | None = None,
     ) -> np.ndarray:
         """Probabilities for the listed slices only (the others are zero)."""
-        return drain(self.iter_predict_volume(volume, axis, stats, indices=indices))
+        return drain(
+            self.iter_predict_volume(volume, axis, stats, indices=indices, spacing=spacing)
+        )
 
     def predict_volume(
         self,
@@ -367,10 +420,13 @@ class Predictor:
         progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         mirror: bool = False,
+        spacing: tuple[float, float, float] | None = None,
     ) -> np.ndarray:
         """Blocking version of :meth:`iter_predict_volume` with an optional callback."""
         return run_with_callback(
-            self.iter_predict_volume(volume, axis, stats, mirror=mirror), progress, should_stop
+            self.iter_predict_volume(volume, axis, stats, mirror=mirror, spacing=spacing),
+            progress,
+            should_stop,
         )
 
 

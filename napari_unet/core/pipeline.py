@@ -46,9 +46,16 @@ def segment_image(
 ) -> np.ndarray:
     """Lesion probability for a loaded image (display order), slice by slice along ``axis``.
 
-    ``mirror`` averages with the left-right mirrored pass (test-time augmentation).
+    ``mirror`` averages with the left-right mirrored pass (test-time augmentation). Slices
+    are resampled to the model's pixel spacing and the answer back to the image's grid.
     """
-    return predictor.predict_volume(image.data, axis=axis, progress=progress, mirror=mirror)
+    return predictor.predict_volume(
+        image.data,
+        axis=axis,
+        progress=progress,
+        mirror=mirror,
+        spacing=image.geometry.display_spacing,
+    )
 
 
 def segment_file(

@@ -41,10 +41,12 @@ def iter_flip_uncertainty(
     """Two passes (plain, then mirrored along the last axis); yields progress over both."""
     stats = stats or predictor.fit_stats(volume, 3)
     total = 2 * volume.shape[-3 + axis]
-    plain = yield from _offset(predictor.iter_predict_volume(volume, axis, stats), 0, total)
-    mirrored_input = np.flip(volume, axis=-1)
+    plain = yield from _offset(
+        predictor.iter_predict_volume(volume, axis, stats, spacing=spacing), 0, total
+    )
+    mirrored_input = np.ascontiguousarray(np.flip(volume, axis=-1))
     mirrored = yield from _offset(
-        predictor.iter_predict_volume(np.ascontiguousarray(mirrored_input), axis, stats),
+        predictor.iter_predict_volume(mirrored_input, axis, stats, spacing=spacing),
         total // 2,
         total,
     )

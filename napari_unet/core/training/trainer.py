@@ -27,6 +27,7 @@ from ..inference import Predictor, drain
 from ..metrics import dice, lesion_f1
 from ..normalization import NormalizationSpec, identity_stats
 from ..precision import autocast, resolve_training_precision
+from ..spacing import training_pixel_spacing
 from ..unet import UNet, UNetConfig
 from .click_training import add_simulated_clicks
 from .losses import lesion_probability, lesion_wise_dice_loss
@@ -242,6 +243,7 @@ def train(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     bank = SliceBank(train_volumes, config.context_slices)
+    pixel_spacing = training_pixel_spacing([volume.spacing for volume in train_volumes])
     precision = resolve_training_precision(config.precision, device)
     state_path = run_dir / "last_state.pt"
     history_path = run_dir / "history.json"
@@ -353,6 +355,7 @@ def train(
                     min_lesion_extent_mm=config.min_lesion_extent_mm,
                     click_channels=config.click_channels,
                     context_slices=config.context_slices,
+                    input_spacing_mm=pixel_spacing,
                     provenance={
                         **(provenance or {}),
                         "train_config": config.to_dict(),

@@ -1,0 +1,203 @@
+"""A model runs at the pixel spacing it was trained at, and answers on the scan's own grid."""
+
+import dataclasses
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.core import queue_io
+from napari_unet.core.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    sidecar_path,
+)
+from napari_unet.core.edit_queue import EditQueue
+from napari_unet.core.finetune import item_volume
+from napari_unet.core.inference import Predictor
+from napari_unet.core.io import LoadedImage, read_image
+from napari_unet.core.io.geometry import ImageGeometry
+from napari_unet.core.metrics import dice
+from napari_unet.core.models import get_model
+from napari_unet.core.pipeline import segment_file
+from napari_unet.core.sample import SAMPLE_LESION, SAMPLE_T1
+from napari_unet.core.spacing import (
+    resample_inplane,
+    resampled_shape,
+    training_pixel_spacing,
+)
+
+
+def test_resampled_shape_skips_near_matches_and_scales_the_rest():
+    assert resampled_shape((219, 193), (1.0, 1.0), None) is None
+    assert resampled_shape((219, 193), (1.04, 0.97), 1.0) is None  # within 5 %
+    assert resampled_shape((438, 386), (0.5, 0.5), 1.0) == (219, 193)
+    assert resampled_shape((110, 96), (2.0, 2.0), 1.0) == (220, 192)
+    assert resampled_shape((100, 100), (0.5, 3.0), 1.0) == (50, 300)
+    with pytest.raises(ValueError, match="positive numbers of millimetres"):
+        resampled_shape((10, 10), (0.0, 1.0), 1.0)
+    with pytest.raises(ValueError, match="model's pixel spacing"):
+        resampled_shape((10, 10), (1.0, 1.0), float("nan"))
+
+
+def test_resample_inplane_keeps_values_extent_and_leading_axes():
+    constant = np.full((2, 3, 9, 7), 5, dtype=np.int16)
+    view = np.moveaxis(constant, 1, 0)  # a non-contiguous (S, C, H, W) view
+    out = resample_inplane(view, (18, 14))
+    assert out.shape == (3, 2, 18, 14) and out.dtype == np.float32
+    np.testing.assert_allclose(out, 5.0)
+    # a linear ramp keeps its mean and its ends' order across a round trip
+    ramp = np.tile(np.linspace(0.0, 1.0, 40, dtype=np.float32), (30, 1))
+    back = resample_inplane(resample_inplane(ramp, (60, 80)), (30, 40))
+    assert np.abs(back - ramp).max() < 0.02
+    assert abs(resample_inplane(ramp, (15, 20)).mean() - ramp.mean()) < 1e-3
+
+
+def test_training_pixel_spacing_is_the_median_in_plane_spacing():
+    assert training_pixel_spacing([(3.0, 1.0, 1.0), (1.0, 0.5, 0.5), (1.0, 1.0, 1.0)]) == 1.0
+    assert training_pixel_spacing([(5.0, 0.9, 0.9)]) == 0.9
+    with pytest.raises(ValueError, match="No training volumes"):
+        training_pixel_spacing([])
+
+
+def _spied(bundle, **kwargs):
+    """A predictor that records the spatial size of every batch its network sees."""
+    predictor = Predictor(bundle, device="cpu", precision="fp32", **kwargs)
+    seen = []
+    predictor.model.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].shape[-2:]))
+    return predictor, seen
+
+
+def test_the_network_sees_the_model_spacing_and_the_answer_keeps_the_scan_grid(tiny_bundle, rng):
+    bundle = dataclasses.replace(tiny_bundle, input_spacing_mm=1.0)
+    volume = rng.normal(100, 20, (3, 64, 48)).astype(np.float32)
+    predictor, seen = _spied(bundle)
+    prob = predictor.predict_volume(volume, spacing=(3.0, 0.5, 0.5))
+    assert prob.shape == volume.shape
+    assert {tuple(s) for s in seen} == {(32, 24)}
+    # along another axis the slice plane is (Z, X): 3 mm rows grow, 0.5 mm columns shrink
+    seen.clear()
+    prob = predictor.predict_volume(volume, axis=1, spacing=(3.0, 0.5, 0.5))
+    assert prob.shape == volume.shape and {tuple(s) for s in seen} == {(16, 24)}
+    seen.clear()
+    prob = predictor.predict_slice(volume[0], spacing=(0.5, 0.5))
+    assert prob.shape == (64, 48) and [tuple(s) for s in seen] == [(32, 24)]
+    # no spacing given, a model without one, or resample=False: the scan's own grid
+    for predictor, spacing in (
+        (_spied(bundle)[0], None),
+        (_spied(tiny_bundle)[0], (3.0, 0.5, 0.5)),
+        (_spied(bundle, resample=False)[0], (3.0, 0.5, 0.5)),
+    ):
+        seen = []
+        predictor.model.register_forward_hook(
+            lambda m, inputs, out, seen=seen: seen.append(inputs[0].shape[-2:])
+        )
+        predictor.predict_volume(volume, spacing=spacing)
+        assert {tuple(s) for s in seen} == {(64, 48)}
+    with pytest.raises(ValueError, match="voxel spacing"):
+        _spied(bundle)[0].predict_volume(volume, spacing=(1.0, -1.0, 1.0))
+
+
+def _sample_on_grid(pixel_mm: float):
+    """The sample brain and its truth resampled in-plane to ``pixel_mm`` pixels."""
+    t1 = read_image(SAMPLE_T1)
+    truth = read_image(SAMPLE_LESION).data > 0
+    assert t1.geometry.display_spacing == pytest.approx((1.0, 1.0, 1.0))
+    shape = resampled_shape(t1.data.shape[1:], (1.0, 1.0), pixel_mm)
+    image = resample_inplane(t1.data, shape)
+    mask = resample_inplane(truth, shape) >= 0.5
+    return image, mask
+
+
+def test_a_half_millimetre_scan_is_segmented_like_the_one_millimetre_one():
+    torch.set_num_threads(2)
+    image, truth = _sample_on_grid(0.5)
+    lesion_slices = [int(i) for i in np.flatnonzero(truth.sum(axis=(1, 2)) > 200)][::3]
+    bundle = get_model(None)
+    assert bundle.input_spacing_mm == 1.0
+    spacing = (1.0, 0.5, 0.5)
+    scores = {}
+    for resample in (True, False):
+        predictor = Predictor(bundle, device="cpu", resample=resample)
+        prob = predictor.predict_volume_slices(image, lesion_slices, spacing=spacing)
+        assert prob.shape == image.shape
+        scores[resample] = dice(prob[lesion_slices] >= bundle.threshold, truth[lesion_slices])
+    assert scores[True] > 0.85, scores
+    assert scores[True] > scores[False] + 0.3, scores
+
+
+def test_predict_writes_a_resampled_answer_on_the_input_grid(tmp_path):
+    torch.set_num_threads(2)
+    image, truth = _sample_on_grid(0.5)
+    affine = np.diag([0.5, 0.5, 1.0, 1.0])  # RAS voxels: x, y at 0.5 mm, z at 1 mm
+    geometry = ImageGeometry.from_affine(affine, image.transpose(2, 1, 0).shape)
+    on_disk = geometry.to_original(image)
+    assert geometry.display_spacing == pytest.approx((1.0, 0.5, 0.5))
+    source = tmp_path / "half_mm.nii.gz"
+    nib.save(nib.Nifti1Image(on_disk.astype(np.float32), affine), str(source))
+    predictor = Predictor(get_model(None), device="cpu")
+    result = segment_file(predictor, source, tmp_path / "out")
+    written = nib.load(str(result.mask_path))
+    assert written.shape == on_disk.shape
+    np.testing.assert_allclose(written.affine, affine)
+    mask = read_image(result.mask_path).data > 0
+    assert dice(mask, truth) > 0.85
+
+
+def test_the_spacing_travels_in_the_sidecar_and_is_checked(tmp_path, tiny_bundle):
+    bundle = dataclasses.replace(tiny_bundle, input_spacing_mm=0.8)
+    path = save_checkpoint(bundle, tmp_path / "m.safetensors")
+    assert load_checkpoint(path).input_spacing_mm == 0.8
+    sidecar = sidecar_path(path)
+    meta = json.loads(sidecar.read_text())
+    for bad in (-1, "1", True, 0):
+        sidecar.write_text(json.dumps({**meta, "input_spacing_mm": bad}))
+        with pytest.raises(CheckpointError, match="input_spacing_mm must be a positive"):
+            load_checkpoint(path)
+    del meta["input_spacing_mm"]  # a sidecar written before the field: any spacing
+    sidecar.write_text(json.dumps(meta))
+    assert load_checkpoint(path).input_spacing_mm is None
+
+
+def test_queued_slices_are_fine_tuned_at_the_model_spacing(tmp_path):
+    image, truth = _sample_on_grid(0.5)
+    affine = np.diag([0.5, 0.5, 1.0, 1.0])
+    geometry = ImageGeometry.from_affine(affine, image.transpose(2, 1, 0).shape)
+    path = tmp_path / "half_mm.nii.gz"
+    path.write_bytes(b"stand-in for the source file")  # only its hash is recorded
+    queue = EditQueue(tmp_path / "ws")
+    index = int(np.argmax(truth.sum(axis=(1, 2))))
+    queue_io.queue_slices(queue, LoadedImage(image, geometry, path), truth, slices=[index])
+    (item,) = queue.items()
+    spec = get_model(None).normalization
+    native = item_volume(queue, item, spec)
+    resampled = item_volume(queue, item, spec, pixel_spacing=1.0)
+    assert native.mask.shape[-2:] == image.shape[1:]
+    assert resampled.mask.shape[-2:] == resampled_shape(image.shape[1:], (0.5, 0.5), 1.0)
+    assert resampled.image.shape[-2:] == resampled.mask.shape[-2:]
+    assert resampled.spacing == pytest.approx((1.0, 1.0, 1.0), abs=0.01)
+    # the lesion keeps its area in mm² through the resampling
+    native_mm2 = native.mask.sum() * 0.25
+    assert resampled.mask.sum() == pytest.approx(native_mm2, rel=0.05)
+
+
+def test_probabilities_go_back_as_logits_and_unasked_slices_stay_zero(tiny_bundle, rng):
+    from napari_unet.core.spacing import resample_probability
+
+    # a sharp edge, coarse -> fine: as logits the faint tail stays narrow, as
+    # probabilities it would spread a whole coarse pixel outward
+    coarse = np.array([[0.99, 0.99, 0.001, 0.001]], dtype=np.float32).repeat(4, axis=0)
+    fine = resample_probability(coarse, (8, 8))
+    plain = resample_inplane(coarse, (8, 8))
+    assert (fine >= 0.05).sum() < (plain >= 0.05).sum()
+    assert fine.min() >= 0 and fine.max() <= 1
+    bundle = dataclasses.replace(tiny_bundle, input_spacing_mm=1.0)
+    volume = rng.normal(100, 20, (4, 40, 40)).astype(np.float32)
+    prob = Predictor(bundle, device="cpu").predict_volume_slices(
+        volume, [1, 2], spacing=(1.0, 0.5, 0.5)
+    )
+    assert prob.shape == volume.shape
+    assert not prob[[0, 3]].any() and prob[[1, 2]].min() > 0
