@@ -25,10 +25,11 @@ import torch
 from napari_unet.core import queue_io
 from napari_unet.core.edit_queue import EditQueue
 from napari_unet.core.finetune import FinetuneConfig, finetune
-from napari_unet.core.inference import Predictor, drain
+from napari_unet.core.inference import Predictor
 from napari_unet.core.io import LoadedImage
 from napari_unet.core.io.geometry import ImageGeometry
 from napari_unet.core.metrics import dice
+from napari_unet.core.progress import drain
 from napari_unet.core.registry import ModelRegistry
 from napari_unet.core.synth.generator import make_case
 

@@ -13,8 +13,8 @@ from napari_unet.core import queue_io
 from napari_unet.core.checkpoint import load_checkpoint
 from napari_unet.core.edit_queue import EditQueue
 from napari_unet.core.finetune import FinetuneConfig, finetune
-from napari_unet.core.inference import drain
 from napari_unet.core.io import read_image
+from napari_unet.core.progress import drain
 from napari_unet.core.registry import ModelRegistry
 from napari_unet.core.sample import SAMPLE_LESION, SAMPLE_T1
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.inference import Cancelled, Predictor, as_channels_first
+from napari_unet.core.inference import Predictor, as_channels_first
 from napari_unet.core.normalization import NormalizationSpec
+from napari_unet.core.progress import Cancelled
 from napari_unet.core.tiling import plan_tiles
 from napari_unet.core.unet import UNet, UNetConfig
 
@@ -141,7 +142,7 @@ def test_bad_device_is_refused():
 
 
 def test_flip_uncertainty_counts_disagreeing_area_per_slice(rng):
-    from napari_unet.core.inference import drain
+    from napari_unet.core.progress import drain
     from napari_unet.core.uncertainty import iter_flip_uncertainty
 
     bundle = _bundle("same")
@@ -162,7 +163,7 @@ def test_flip_uncertainty_counts_disagreeing_area_per_slice(rng):
 def test_mirror_tta_averages_the_plain_and_mirrored_passes_on_any_axis(rng):
     """``mirror=True`` is the mean of the plain pass and the mirrored pass, mirrored back,
     for every slice axis and for chunks of any size; progress still counts slices once."""
-    from napari_unet.core.inference import run_with_callback
+    from napari_unet.core.progress import run_with_callback
 
     bundle = _bundle("same")
     predictor = Predictor(bundle, precision="fp32", batch_size=3)

@@ -23,7 +23,8 @@ from . import normalization as norm
 from .tiling import TilePlan
 
 if TYPE_CHECKING:
-    from .inference import Predictor, Progress
+    from .inference import Predictor
+    from .progress import Progress
 
 
 def supports(plan: TilePlan) -> bool:
@@ -58,7 +59,7 @@ def iter_volume(
     mirror: bool,
 ) -> Generator[Progress, None, np.ndarray]:
     """Probabilities (S, H, W) of the listed slices of a (C, S, H, W) volume; others 0."""
-    from .inference import Progress
+    from .progress import Progress
 
     bundle, device = predictor.bundle, predictor.device
     _, count, height, width = moved.shape

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
 
 import numpy as np
 import torch
@@ -23,21 +22,9 @@ from .cuda_graphs import GraphedForward
 from .device import select_device
 from .fusion import fold_batchnorm, fuse_conv_relu, fused_relu_supported
 from .precision import resolve_precision
+from .progress import Progress, drain, run_with_callback
 from .spacing import check_spacing, resample_inplane, resample_probability, resampled_shape
 from .tiling import Stitcher, TilePlan, plan_tiles
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A progress event: ``done`` of ``total`` units (slices) finished."""
-
-    done: int
-    total: int
-    message: str = ""
-
-
-class Cancelled(RuntimeError):
-    """Raised when a caller's ``should_stop`` asked inference to stop."""
 
 
 def as_channels_first(image: np.ndarray, in_channels: int, spatial_dims: int) -> np.ndarray:
@@ -440,26 +427,3 @@ def average_mirrored(probs: np.ndarray) -> np.ndarray:
     with its mirror's answer, mirrored back."""
     count = len(probs) // 2
     return (probs[:count] + probs[count:, ..., ::-1]) / 2
-
-
-def drain(generator: Generator[Progress, None, np.ndarray]) -> np.ndarray:
-    """Run a progress generator to completion and return its value."""
-    return run_with_callback(generator)
-
-
-def run_with_callback(
-    generator: Generator[Progress, None, np.ndarray] | Iterator,
-    progress: Callable[[Progress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-):
-    """Drive a progress generator, calling ``progress`` on each event."""
-    while True:
-        try:
-            event = next(generator)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
-        if should_stop is not None and should_stop():
-            generator.close()
-            raise Cancelled("Stopped at the caller's request")

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import ModelBundle
-from .inference import Predictor, Progress
+from .inference import Predictor
 from .io import LoadedImage, case_name, read_image, write_labels_nifti, write_probability_nifti
 from .metrics import lesion_count, volume_ml
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .inference import Predictor, Progress
+from .inference import Predictor
+from .progress import Progress
 
 
 @dataclass

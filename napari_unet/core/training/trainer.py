@@ -23,10 +23,11 @@ from ..checkpoint import ModelBundle, new_version_id, save_checkpoint
 from ..click_eval import validate_clicks
 from ..device import select_device
 from ..editing import model_postprocess
-from ..inference import Predictor, drain
+from ..inference import Predictor
 from ..metrics import dice, lesion_f1
 from ..normalization import NormalizationSpec, identity_stats
 from ..precision import autocast, resolve_training_precision
+from ..progress import drain
 from ..spacing import training_pixel_spacing
 from ..unet import UNet, UNetConfig
 from .click_training import add_simulated_clicks
