@@ -442,7 +442,8 @@ def test_click_guided_engine_through_the_widget(viewer_with_widget, qtbot):
     assert widget.click_panel.engine_choice.value == "click-guided U-Net"
     points.add([z, row, col])
     engine = next(iter(widget.click_panel.engines.values()))
-    assert type(engine).__name__ == "GuidedClickEngine"
+    inner, grid = engine.engine_for(0)
+    assert type(inner).__name__ == "GuidedClickEngine" and grid is None  # 1 mm: as it is
     assert engine.predictor.bundle.click_channels == 2
     assert dice(labels.data[z] > 0, truth[z]) > 0.7  # one click gets most of the lesion
     assert labels.data[z, 5:9, 5:9].all()  # the brush stroke is untouched

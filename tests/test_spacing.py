@@ -201,3 +201,37 @@ def test_probabilities_go_back_as_logits_and_unasked_slices_stay_zero(tiny_bundl
     )
     assert prob.shape == volume.shape
     assert not prob[[0, 3]].any() and prob[[1, 2]].min() > 0
+
+
+def test_clicks_run_at_the_model_spacing_and_leave_other_voxels_alone():
+    from napari_unet.core.click_maps import first_click
+    from napari_unet.core.click_spacing import ResampledClicks
+    from napari_unet.core.clicks import Click
+    from napari_unet.core.guided import GuidedClickEngine
+    from napari_unet.core.models import CLICK_MODEL
+
+    torch.set_num_threads(2)
+    image, truth = _sample_on_grid(0.5)
+    bundle = get_model(CLICK_MODEL)
+    assert bundle.input_spacing_mm == 1.0
+    z = int(np.argmax(truth.sum(axis=(1, 2))))
+    click = Click(0, z, *first_click(truth[z]))
+    painted = np.zeros(truth.shape[1:], dtype=np.uint8)
+    painted[10:18, 10:18] = 1  # a brush stroke far from the lesion
+    own_pixels = GuidedClickEngine(Predictor(bundle, resample=False), image)
+    native = own_pixels.apply(click, painted, bundle.threshold)
+    engine = ResampledClicks(GuidedClickEngine, Predictor(bundle), image, spacing=(1, 0.5, 0.5))
+    drawn = engine.apply(click, painted, bundle.threshold)
+    assert engine.engine_for(0)[1] == (219, 193)  # the slice as the network saw it
+    assert drawn.shape == painted.shape and drawn.dtype == painted.dtype
+    assert dice(drawn > 0, truth[z]) > 0.9
+    assert dice(drawn > 0, truth[z]) > dice(native > 0, truth[z]) + 0.3
+    assert (drawn[:40, :40] == painted[:40, :40]).all()  # the stroke and its surround as they were
+    # "not lesion" on the stroke removes it, and leaves the clicked lesion
+    cleaned = engine.apply(Click(0, z, 12, 12, False), drawn, bundle.threshold)
+    assert not cleaned[10:18, 10:18].any() and cleaned[click.row, click.col] == 1
+    engine.clear(0, z)  # forgets the slice's clicks in the engine that holds them
+    assert (0, z) not in engine.engine_for(0)[0].clicks
+    # on 1 mm pixels the engine is used as it is
+    one_mm = ResampledClicks(GuidedClickEngine, Predictor(bundle), image[:, ::2, ::2])
+    assert one_mm.engine_for(0)[1] is None

@@ -6,6 +6,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.utils.notifications import show_error
 
+from ..core.click_spacing import ResampledClicks
 from ..core.clicks import Click, ClickEngine
 from ..core.guided import GuidedClickEngine
 from ..core.models import CLICK_MODEL
@@ -30,7 +31,7 @@ class ClickPanel(Container):
         self.extend(
             [self.start_button, self.polarity, self.engine_choice, self.clear_button, self.status]
         )
-        self.engines: dict[tuple, ClickEngine | GuidedClickEngine] = {}
+        self.engines: dict[tuple, ResampledClicks] = {}
         self.clicks: list[Click] = []
         self._before: dict[tuple[int, int], np.ndarray] = {}  # (axis, index) -> mask pre-clicks
         self.layer = None
@@ -66,7 +67,7 @@ class ClickPanel(Container):
             self.layer.selected_data = set()
             self.layer.current_face_color = COLOURS[value == POSITIVE]
 
-    def engine(self, source) -> ClickEngine | GuidedClickEngine:
+    def engine(self, source) -> ResampledClicks:
         """The chosen engine for ``source``, built once per image and model."""
         predictor = self.owner._predictor()
         guided = self.engine_choice.value == GUIDED
@@ -76,15 +77,17 @@ class ClickPanel(Container):
         channels = tuple(id(layer) for layer in self.owner._channel_layers(source))
         key = (channels, predictor.bundle.version_id, guided)
         if key not in self.engines:
-            kind = GuidedClickEngine if guided else ClickEngine
-            self.engines[key] = kind(
+            # the engine runs at the model's pixel spacing (core/click_spacing.py)
+            self.engines[key] = ResampledClicks(
+                GuidedClickEngine if guided else ClickEngine,
                 predictor,
                 np.asarray(self.owner.input_data(source, predictor)),
                 self.owner._stats(source, predictor),
+                spacing=tuple(float(s) for s in source.scale[-3:]),
             )
         return self.engines[key]
 
-    def threshold_for(self, engine: ClickEngine | GuidedClickEngine) -> float:
+    def threshold_for(self, engine: ResampledClicks) -> float:
         """The slider's value once the user has moved it; else the engine's model's own."""
         if self.owner._threshold_moved:
             return float(self.owner.threshold.value)
@@ -129,8 +132,7 @@ class ClickPanel(Container):
             apply_undoable(labels, before, tuple(region))
         for engine in self.engines.values():
             for axis, index in self._before:
-                if isinstance(engine, GuidedClickEngine):
-                    engine.clear(axis, index)
+                engine.clear(axis, index)
         self._before.clear()
         self.clicks.clear()
         if self.layer is not None:
