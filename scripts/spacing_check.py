@@ -106,12 +106,29 @@ def main() -> int:
             mask = thick(truth.astype(np.float32)) >= 0.5
             prob = predictors["resampled"].predict_volume(thick(t1.data), spacing=spacing)
             own = evaluate_case("thick", binarize(prob, bundle, spacing=spacing), mask, spacing)
+            adjacent = predictors["own pixels"].predict_volume(thick(t1.data), spacing=spacing)
+            one_slice = evaluate_case(
+                "thick", binarize(adjacent, bundle, spacing=spacing), mask, spacing
+            )
             averaged = binarize(thick(full), bundle, spacing=spacing)
             reference = evaluate_case("thick", averaged, mask, spacing)
-            thick_rows.append({"slice_mm": k, "dice": own.dice, "reference_dice": reference.dice})
-        out.write(f"\n{'slices':>7s} {'Dice':>6s} {'1 mm answer averaged in: Dice':>30s}\n")
+            thick_rows.append(
+                {
+                    "slice_mm": k,
+                    "dice": own.dice,
+                    "neighbours_one_slice_away_dice": one_slice.dice,
+                    "reference_dice": reference.dice,
+                }
+            )
+        out.write(
+            f"\n{'slices':>7s} {'neighbours at 1 mm: Dice':>25s} {'one slice away':>15s}"
+            f" {'1 mm answer averaged in':>24s}\n"
+        )
         for row in thick_rows:
-            out.write(f"{row['slice_mm']:5d}mm {row['dice']:6.3f} {row['reference_dice']:30.3f}\n")
+            out.write(
+                f"{row['slice_mm']:5d}mm {row['dice']:25.3f} "
+                f"{row['neighbours_one_slice_away_dice']:15.3f} {row['reference_dice']:24.3f}\n"
+            )
     click_rows = []
     if args.clicks:
         brains = [(t1.data, truth, base)]

@@ -57,6 +57,11 @@ def test_resample_inplane_keeps_values_extent_and_leading_axes():
 
 
 def test_training_pixel_spacing_is_the_median_in_plane_spacing():
+    from napari_unet.core.spacing import neighbour_step, training_slice_spacing
+
+    assert training_slice_spacing([(3.0, 1.0, 1.0), (1.0, 0.5, 0.5), (1.0, 1.0, 1.0)]) == 1.0
+    assert neighbour_step(1.0, 5.0) == 0.2 and neighbour_step(1.0, 1.03) == 1.0
+    assert neighbour_step(None, 5.0) == 1.0 and neighbour_step(3.0, 1.0) == 3.0
     assert training_pixel_spacing([(3.0, 1.0, 1.0), (1.0, 0.5, 0.5), (1.0, 1.0, 1.0)]) == 1.0
     assert training_pixel_spacing([(5.0, 0.9, 0.9)]) == 0.9
     with pytest.raises(ValueError, match="No training volumes"):
@@ -148,18 +153,23 @@ def test_predict_writes_a_resampled_answer_on_the_input_grid(tmp_path):
 
 
 def test_the_spacing_travels_in_the_sidecar_and_is_checked(tmp_path, tiny_bundle):
-    bundle = dataclasses.replace(tiny_bundle, input_spacing_mm=0.8)
+    bundle = dataclasses.replace(tiny_bundle, input_spacing_mm=0.8, slice_spacing_mm=3.0)
     path = save_checkpoint(bundle, tmp_path / "m.safetensors")
-    assert load_checkpoint(path).input_spacing_mm == 0.8
+    loaded = load_checkpoint(path)
+    assert (loaded.input_spacing_mm, loaded.slice_spacing_mm) == (0.8, 3.0)
     sidecar = sidecar_path(path)
     meta = json.loads(sidecar.read_text())
     for bad in (-1, "1", True, 0):
         sidecar.write_text(json.dumps({**meta, "input_spacing_mm": bad}))
         with pytest.raises(CheckpointError, match="input_spacing_mm must be a positive"):
             load_checkpoint(path)
-    del meta["input_spacing_mm"]  # a sidecar written before the field: any spacing
+    sidecar.write_text(json.dumps({**meta, "slice_spacing_mm": "thick"}))
+    with pytest.raises(CheckpointError, match="slice_spacing_mm must be a positive"):
+        load_checkpoint(path)
+    del meta["input_spacing_mm"], meta["slice_spacing_mm"]  # sidecars before session 29
     sidecar.write_text(json.dumps(meta))
-    assert load_checkpoint(path).input_spacing_mm is None
+    old = load_checkpoint(path)
+    assert old.input_spacing_mm is None and old.slice_spacing_mm is None
 
 
 def test_queued_slices_are_fine_tuned_at_the_model_spacing(tmp_path):
@@ -235,3 +245,83 @@ def test_clicks_run_at_the_model_spacing_and_leave_other_voxels_alone():
     # on 1 mm pixels the engine is used as it is
     one_mm = ResampledClicks(GuidedClickEngine, Predictor(bundle), image[:, ::2, ::2])
     assert one_mm.engine_for(0)[1] is None
+
+
+def test_neighbours_between_slices_are_interpolated_and_clamped():
+    from napari_unet.core.context import neighbour_weights, volume_slab
+
+    volume = np.arange(5, dtype=np.float32)[None, :, None, None] * np.ones((1, 5, 2, 2))
+    assert neighbour_weights(2, 5, 1, 1.0) == [(1, 2, 0.0), (2, 3, 0.0), (3, 4, 0.0)]
+    np.testing.assert_allclose(volume_slab(volume, 2, 1, 1.0)[:, 0, 0], [1, 2, 3])
+    np.testing.assert_allclose(volume_slab(volume, 2, 1, 0.2)[:, 0, 0], [1.8, 2, 2.2])
+    np.testing.assert_allclose(volume_slab(volume, 0, 2, 0.5)[:, 0, 0], [0, 0, 0, 0.5, 1])
+    np.testing.assert_allclose(volume_slab(volume, 4, 1, 3.0)[:, 0, 0], [1, 4, 4])
+
+
+def test_a_25d_model_takes_its_neighbours_at_its_own_distance(tiny_bundle, rng):
+    from napari_unet.core.context import volume_slab
+    from napari_unet.core.unet import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    config = UNetConfig(in_channels=3, num_classes=1, base_width=8, depth=2, padding="same")
+    bundle = dataclasses.replace(
+        tiny_bundle, model=UNet(config).eval(), config=config, context_slices=1,
+        slice_spacing_mm=1.0,
+    )  # fmt: skip
+    predictor = Predictor(bundle, device="cpu", precision="fp32")
+    volume = rng.normal(100, 20, (6, 32, 32)).astype(np.float32)
+    spacing = (5.0, 1.0, 1.0)  # 5 mm slices: the neighbours are a fifth of a slice away
+    slab = predictor.volume_slab(volume, 3, 0, spacing)
+    np.testing.assert_allclose(slab[0], 0.8 * volume[3] + 0.2 * volume[2], rtol=1e-6)
+    np.testing.assert_allclose(slab[2], 0.8 * volume[3] + 0.2 * volume[4], rtol=1e-6)
+    np.testing.assert_allclose(predictor.volume_slab(volume, 3), volume_slab(volume[None], 3, 1))
+    # the volume path builds the same slabs as the slice path
+    stats = predictor.fit_stats(volume, 3)
+    whole = predictor.predict_volume(volume, stats=stats, spacing=spacing)
+    for index in (0, 3, 5):
+        one = predictor.predict_slice(predictor.volume_slab(volume, index, 0, spacing), stats)
+        np.testing.assert_allclose(whole[index], one, atol=1e-5)
+    native = Predictor(bundle, device="cpu", precision="fp32", resample=False)
+    assert np.abs(native.predict_volume(volume, stats=stats, spacing=spacing) - whole).max() > 1e-3
+
+
+def test_thick_slices_of_the_sample_brain_keep_their_quality():
+    torch.set_num_threads(2)
+    t1 = read_image(SAMPLE_T1).data.astype(np.float32)
+    truth = read_image(SAMPLE_LESION).data > 0
+    n = t1.shape[0] // 5
+    thick = t1[: n * 5].reshape(n, 5, *t1.shape[1:]).mean(axis=1)  # 5 mm slices
+    mask = truth[: n * 5].reshape(n, 5, *truth.shape[1:]).mean(axis=1) >= 0.5
+    lesion = [int(i) for i in np.flatnonzero(mask.any(axis=(1, 2)))]
+    bundle = get_model(None)
+    assert bundle.slice_spacing_mm == 1.0 and bundle.context_slices == 1
+    scores = {}
+    for resample in (True, False):
+        predictor = Predictor(bundle, device="cpu", resample=resample)
+        prob = predictor.predict_volume_slices(thick, lesion, spacing=(5.0, 1.0, 1.0))
+        scores[resample] = dice(prob[lesion] >= bundle.threshold, mask[lesion])
+    assert scores[True] > 0.85 and scores[True] > scores[False] + 0.04, scores
+
+
+def test_queued_neighbours_are_retaken_at_the_model_slice_distance(tmp_path, rng):
+    volume = rng.normal(100, 20, (8, 32, 32)).astype(np.float32)
+    affine = np.diag([1.0, 1.0, 5.0, 1.0])  # 5 mm slices
+    geometry = ImageGeometry.from_affine(affine, volume.transpose(2, 1, 0).shape)
+    assert geometry.display_spacing == pytest.approx((5.0, 1.0, 1.0))
+    path = tmp_path / "thick.nii.gz"
+    path.write_bytes(b"stand-in for the source file")
+    queue = EditQueue(tmp_path / "ws")
+    mask = np.zeros(volume.shape, dtype=np.uint8)
+    mask[4, 10:20, 10:20] = 1
+    queue_io.queue_slices(queue, LoadedImage(volume, geometry, path), mask, slices=[4])
+    (item,) = queue.items()
+    spec = get_model(None).normalization
+    native = item_volume(queue, item, spec)
+    retaken = item_volume(queue, item, spec, pixel_spacing=1.0, slice_spacing=1.0)
+    centre = native.image.shape[1] // 2
+    assert retaken.image.shape == native.image.shape
+    stack = native.image.astype(np.float32)[0]
+    np.testing.assert_allclose(retaken.image[0, centre], stack[centre], atol=1e-2)
+    expected = 0.8 * stack[centre] + 0.2 * stack[centre + 1]
+    np.testing.assert_allclose(retaken.image[0, centre + 1], expected, atol=2e-2)
+    assert (retaken.mask == native.mask).all() and retaken.spacing == native.spacing

@@ -59,6 +59,7 @@ def test_loss_falls_and_best_checkpoint_is_valid(tmp_path):
     bundle = load_checkpoint(best)
     assert bundle.metrics["val_dice"] == pytest.approx(max(e.val_dice for e in val))
     assert bundle.input_spacing_mm == 1.0  # the toy volumes have 1 mm pixels
+    assert bundle.slice_spacing_mm is None  # a 2D model has no neighbours to space
     assert len(history["train"]) == 60 and len(history["val"]) == 3
 
 

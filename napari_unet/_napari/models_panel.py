@@ -173,14 +173,15 @@ class ModelsPanel(Container):
         registry.close()
         predictors = [Predictor(b, device=self.owner.device.value) for b in (active, other)]
         volume = np.asarray(self.owner.input_data(source, predictors[0]))
-        pixel_mm = tuple(float(s) for k, s in enumerate(source.scale[-3:]) if k != axis)
+        voxel_mm = tuple(float(s) for s in source.scale[-3:])
+        pixel_mm = tuple(s for k, s in enumerate(voxel_mm) if k != axis)
 
         def work():
             masks = []
             for predictor in predictors:
                 bundle = predictor.bundle
                 stats = predictor.fit_stats(volume, 3)
-                image = predictor.volume_slab(volume, index, axis).astype(np.float32)
+                image = predictor.volume_slab(volume, index, axis, voxel_mm).astype(np.float32)
                 prob = predictor.predict_slice(image, stats, spacing=pixel_mm)
                 masks.append(prob >= bundle.threshold)
             return masks

@@ -259,7 +259,8 @@ class SegmentationWidget(InputSelection, Container):
         self.session(source)
         data = self.input_data(source, predictor)
         # the slice with the neighbours a 2.5D model reads (just the slice otherwise)
-        image = predictor.volume_slab(np.asarray(data), index, axis).astype(np.float32)
+        voxel_mm = tuple(float(s) for s in source.scale[-3:])
+        image = predictor.volume_slab(np.asarray(data), index, axis, voxel_mm).astype(np.float32)
         rows, cols = slice(None), slice(None)
         if visible_only:
             rows, cols = visible_box(self.viewer, source, axis)

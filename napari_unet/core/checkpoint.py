@@ -59,6 +59,7 @@ class ModelBundle:
     click_flip_average: bool = False  # click-guided models: average each patch with its mirror
     context_slices: int = 0  # 2.5D: neighbours on each side fed with every slice
     input_spacing_mm: float | None = None  # in-plane pixel spacing it was trained at (None: any)
+    slice_spacing_mm: float | None = None  # 2.5D: distance of its training neighbours (None: any)
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
@@ -154,6 +155,7 @@ class ModelBundle:
             "click_zoom": None if self.click_zoom is None else self.click_zoom.to_dict(),
             "click_flip_average": self.click_flip_average,
             "input_spacing_mm": self.input_spacing_mm,
+            "slice_spacing_mm": self.slice_spacing_mm,
             "min_lesion_extent_mm": self.min_lesion_extent_mm,
             "grow_threshold": self.grow_threshold,
             "lesion_filter": None if self.lesion_filter is None else self.lesion_filter.to_dict(),
@@ -178,12 +180,12 @@ def _lesion_filter(value: Any, path: Path) -> LesionFilter | None:
         raise CheckpointError(f"{sidecar_path(path)}: {error}") from error
 
 
-def _spacing(value: Any, path: Path) -> float | None:
+def _spacing(value: Any, name: str, path: Path) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e3:
         raise CheckpointError(
-            f"{sidecar_path(path)}: input_spacing_mm must be a positive number of "
+            f"{sidecar_path(path)}: {name} must be a positive number of "
             f"millimetres or null, not {value!r}"
         )
     return float(value)
@@ -374,7 +376,8 @@ def load_checkpoint(path: str | Path, verify_hash: bool = True) -> ModelBundle:
         click_zoom=_click_zoom(meta.get("click_zoom"), path),
         click_flip_average=_flag(meta.get("click_flip_average", False), "click_flip_average", path),
         context_slices=context,
-        input_spacing_mm=_spacing(meta.get("input_spacing_mm"), path),
+        input_spacing_mm=_spacing(meta.get("input_spacing_mm"), "input_spacing_mm", path),
+        slice_spacing_mm=_spacing(meta.get("slice_spacing_mm"), "slice_spacing_mm", path),
         min_lesion_extent_mm=float(meta.get("min_lesion_extent_mm", 0.0)),
         grow_threshold=_optional_float(meta.get("grow_threshold")),
         lesion_filter=_lesion_filter(meta.get("lesion_filter"), path),

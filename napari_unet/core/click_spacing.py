@@ -20,7 +20,7 @@ from .clicks import Click, check_inside
 from .inference import Predictor
 from .spacing import check_spacing, resample_inplane, resampled_shape
 
-EngineFactory = Callable[[Predictor, np.ndarray, Any], Any]
+EngineFactory = Callable[..., Any]  # (predictor, volume, stats, spacing=...) -> engine
 
 
 def _scaled(index: int, size: int, new_size: int) -> int:
@@ -53,11 +53,15 @@ class ResampledClicks:
             shape = [n for k, n in enumerate(self.volume.shape[-3:]) if k != axis]
             inplane = [s for k, s in enumerate(self.spacing) if k != axis]
             target = resampled_shape(shape, inplane, self.predictor.target_spacing)
-            volume = self.volume
+            volume, spacing = self.volume, list(self.spacing)
             if target is not None:  # resample in this axis's plane, then put it back
                 moved = np.moveaxis(volume, volume.ndim - 3 + axis, -3)
                 volume = np.moveaxis(resample_inplane(moved, target), -3, volume.ndim - 3 + axis)
-            self._engines[axis] = (self.make_engine(self.predictor, volume, self.stats), target)
+                planes = [k for k in range(3) if k != axis]
+                for k, old, new in zip(planes, shape, target, strict=True):
+                    spacing[k] *= old / new
+            engine = self.make_engine(self.predictor, volume, self.stats, spacing=tuple(spacing))
+            self._engines[axis] = (engine, target)
         return self._engines[axis]
 
     def apply(self, click: Click, current: np.ndarray, threshold: float) -> np.ndarray:

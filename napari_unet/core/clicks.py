@@ -98,9 +98,16 @@ def grow_from_click(
 class ClickEngine:
     """The automatic model answers clicks; probabilities are cached per slice."""
 
-    def __init__(self, predictor: Predictor, volume: np.ndarray, stats=None) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        volume: np.ndarray,
+        stats=None,
+        spacing: tuple[float, float, float] | None = None,
+    ) -> None:
         self.predictor = predictor
         self.volume = volume
+        self.spacing = spacing  # (Z, Y, X) mm: a 2.5D model's neighbours at its own distance
         self.stats = stats or predictor.fit_stats(volume, 3)
         self.probability = np.zeros(volume.shape[-3:], dtype=np.float32)
         self.computed = np.zeros(volume.shape[-3:], dtype=bool)
@@ -115,7 +122,7 @@ class ClickEngine:
         computed = self._slice(self.computed, click)
         if computed[rows, cols].all():
             return rows, cols
-        image = self.predictor.volume_slab(self.volume, click.index, click.axis)
+        image = self.predictor.volume_slab(self.volume, click.index, click.axis, self.spacing)
         image = image[..., rows, cols]
         prob = self.predictor.predict_slice(np.asarray(image, dtype=np.float32), self.stats)
         region = [slice(None)] * 3

@@ -25,12 +25,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import normalization as norm
 from .checkpoint import ModelBundle, new_version_id
-from .context import volume_slab
+from .context import interpolate_slice, neighbour_weights, volume_slab
 from .device import select_device
 from .edit_queue import EditQueue, QueueError, QueueItem
 from .metrics import dice, lesion_f1
 from .registry import ModelRegistry
-from .spacing import resample_inplane, resampled_shape
+from .spacing import neighbour_step, resample_inplane, resampled_shape
 from .statistics import PairedDifference, paired_difference
 from .training.click_training import add_simulated_clicks
 from .training.slices import SliceBank, Volume
@@ -91,12 +91,14 @@ def item_volume(
     item: QueueItem,
     spec: norm.NormalizationSpec,
     pixel_spacing: float | None = None,
+    slice_spacing: float | None = None,
 ) -> Volume:
     """A queue item as a small training volume, normalized as inference saw it.
 
     The volume holds the slice's stored neighbours (or just the slice, for items
     queued without them); only the queued slice has a mask and is trained on. With the
-    model's ``pixel_spacing``, the slice is resampled to it, as inference resamples.
+    model's ``pixel_spacing``, the slice is resampled to it, and with a 2.5D model's
+    ``slice_spacing`` the neighbours are re-taken at that distance, as inference does.
     """
     arrays = queue.arrays(item)
     image = arrays.get("neighbours", arrays["image"][:, None]).astype(np.float32)
@@ -121,6 +123,15 @@ def item_volume(
         mask = (resample_inplane(mask, target) >= 0.5).astype(np.uint8)
         new_inplane = iter(s * k for s, k in zip(inplane, scale, strict=True))
         spacing = tuple(s if a == item.axis else next(new_inplane) for a, s in enumerate(spacing))
+    step = neighbour_step(slice_spacing, spacing[item.axis])
+    if step != 1.0 and centre:  # neighbours at the model's distance (the mask stays put)
+        weights = neighbour_weights(centre, normalized.shape[1], centre, step)
+        normalized = np.stack(
+            [
+                np.stack([interpolate_slice(plane, lo, hi, w) for lo, hi, w in weights])
+                for plane in normalized
+            ]
+        ).astype(np.float16)
     return Volume(f"item{item.id}", normalized, mask, spacing, (centre,))
 
 
@@ -211,9 +222,9 @@ def finetune(
             f"{registry.workspace}: no train items in the queue; queue corrections first"
         )
     spec = base_bundle.normalization
-    pixel_spacing = base_bundle.input_spacing_mm
-    train_volumes = [item_volume(queue, item, spec, pixel_spacing) for item in train_items]
-    val_volumes = [item_volume(queue, item, spec, pixel_spacing) for item in val_items]
+    spacings = (base_bundle.input_spacing_mm, base_bundle.slice_spacing_mm)
+    train_volumes = [item_volume(queue, item, spec, *spacings) for item in train_items]
+    val_volumes = [item_volume(queue, item, spec, *spacings) for item in val_items]
     device = select_device(config.device)
     if device.type == "cuda" and _world()[0] > 1:  # one GPU per process under torchrun
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))

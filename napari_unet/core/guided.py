@@ -86,6 +86,7 @@ class GuidedClickEngine:
         negative_margin: float = NEGATIVE_MARGIN,
         negative_window: float = NEGATIVE_WINDOW,
         refine: RefineSettings | None | str = "default",
+        spacing: tuple[float, float, float] | None = None,
     ) -> None:
         if not predictor.bundle.click_channels:
             raise ValueError(
@@ -94,6 +95,7 @@ class GuidedClickEngine:
             )
         self.predictor = predictor
         self.volume = volume
+        self.spacing = spacing  # (Z, Y, X) mm: a 2.5D model's neighbours at its own distance
         self.stats = stats or predictor.fit_stats(volume, 3)
         self.patch = patch
         # "model": the mirror averaging the model's sidecar declares
@@ -120,7 +122,8 @@ class GuidedClickEngine:
 
     def _image_slice(self, click: Click) -> np.ndarray:
         """The clicked slice as model input (with its neighbours for a 2.5D model)."""
-        return self.predictor.volume_slab(self.volume, click.index, click.axis).astype(np.float32)
+        slab = self.predictor.volume_slab(self.volume, click.index, click.axis, self.spacing)
+        return slab.astype(np.float32)
 
     def patch_input(self, click: Click) -> tuple[np.ndarray, tuple[slice, slice]]:
         """The network's input (C, H, W) on the patch around ``click``, and the patch."""

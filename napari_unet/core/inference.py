@@ -17,13 +17,19 @@ import torch
 from . import device_volume
 from . import normalization as norm
 from .checkpoint import ModelBundle
-from .context import expand_per_channel, neighbour_indices, repeat_slab, volume_slab
+from .context import expand_per_channel, normalized_slabs, repeat_slab, volume_slab
 from .cuda_graphs import GraphedForward
 from .device import select_device
 from .fusion import fold_batchnorm, fuse_conv_relu, fused_relu_supported
 from .precision import resolve_precision
 from .progress import Progress, drain, run_with_callback
-from .spacing import check_spacing, resample_inplane, resample_probability, resampled_shape
+from .spacing import (
+    check_spacing,
+    neighbour_step,
+    resample_inplane,
+    resample_probability,
+    resampled_shape,
+)
 from .tiling import Stitcher, TilePlan, plan_tiles
 
 
@@ -71,6 +77,8 @@ class Predictor:
         # slices are resampled in-plane to the spacing the model was trained at, when the
         # caller gives the scan's spacing and the model declares one (core/spacing.py)
         self.target_spacing = bundle.input_spacing_mm if resample else None
+        # a 2.5D model's neighbours are taken at the distance it learned them at
+        self.slice_spacing = bundle.slice_spacing_mm if resample and bundle.context_slices else None
         self.device = select_device(device)
         on_gpu = self.device.type == "cuda"
         # CPU: 4 slices a batch: on a 2-core AVX2 CPU batches of 2-4 reach 76 % of the conv
@@ -139,11 +147,26 @@ class Predictor:
             return repeat_slab(image, self.bundle.context_slices)
         return image
 
-    def volume_slab(self, volume: np.ndarray, index: int, axis: int = 0) -> np.ndarray:
-        """The input of slice ``index`` along ``axis`` of a (Z, Y, X) or (C, Z, Y, X) volume."""
+    def volume_slab(
+        self,
+        volume: np.ndarray,
+        index: int,
+        axis: int = 0,
+        spacing: tuple[float, float, float] | None = None,
+    ) -> np.ndarray:
+        """The input of slice ``index`` along ``axis`` of a (Z, Y, X) or (C, Z, Y, X) volume;
+        with the volume's ``spacing``, a 2.5D model's neighbours at its own slice distance."""
         volume = as_channels_first(volume, self.bundle.image_channels, 3)
         moved = np.moveaxis(volume, axis + 1, 1)
-        return volume_slab(moved, index, self.bundle.context_slices)
+        return volume_slab(
+            moved, index, self.bundle.context_slices, self.neighbour_step(spacing, axis)
+        )
+
+    def neighbour_step(self, spacing: tuple[float, float, float] | None, axis: int) -> float:
+        """How many slices along ``axis`` apart a 2.5D model's neighbours are taken."""
+        if spacing is None:
+            return 1.0
+        return neighbour_step(self.slice_spacing, check_spacing(spacing, "voxel spacing")[axis])
 
     # -- forward ----------------------------------------------------------------------
     @property
@@ -310,7 +333,10 @@ class Predictor:
             target = resampled_shape(shape, inplane, self.target_spacing)
         if target is not None:
             moved = resample_inplane(moved, target)
-        result = yield from self._iter_predict_moved(moved, indices, stats, chunk_slices, mirror)
+        step = self.neighbour_step(spacing, axis)
+        result = yield from self._iter_predict_moved(
+            moved, indices, stats, chunk_slices, mirror, step
+        )
         if target is not None:  # back onto the scan's grid; slices not asked for stay 0
             ids = list(range(result.shape[0])) if indices is None else sorted(set(indices))
             on_grid = np.zeros((result.shape[0], *shape), dtype=np.float32)
@@ -325,12 +351,14 @@ class Predictor:
         stats: list[norm.IntensityStats],
         chunk_slices: int | None,
         mirror: bool,
+        step: float = 1.0,
     ) -> Generator[Progress, None, np.ndarray]:
-        """Probabilities (S, H, W) of slices ``indices`` of a (C, S, H, W) volume."""
+        """Probabilities (S, H, W) of slices ``indices`` of a (C, S, H, W) volume, a 2.5D
+        model's neighbours ``step`` slices apart."""
         chunk_slices = chunk_slices or max(16, self.batch_size)
         slice_ids = list(range(moved.shape[1])) if indices is None else list(indices)
         plan = plan_tiles(moved.shape[2], moved.shape[3], self.config, self.max_tile)
-        if self.device_resident and device_volume.supports(plan):
+        if self.device_resident and step == 1.0 and device_volume.supports(plan):
             return (
                 yield from device_volume.iter_volume(
                     self, moved, slice_ids, stats, plan, chunk_slices, mirror
@@ -343,7 +371,7 @@ class Predictor:
         passes = 2 if mirror else 1
         for start in range(0, total, chunk_slices):
             ids = slice_ids[start : start + chunk_slices]
-            inputs = self._chunk_inputs(moved, ids, stats)
+            inputs = self._chunk_inputs(moved, ids, stats, step)
             gen = self.iter_predict_stack(with_mirrored(inputs) if mirror else inputs, plan)
             while True:
                 try:
@@ -357,34 +385,18 @@ class Predictor:
         return result
 
     def _chunk_inputs(
-        self, moved: np.ndarray, ids: list[int], stats: list[norm.IntensityStats]
+        self,
+        moved: np.ndarray,
+        ids: list[int],
+        stats: list[norm.IntensityStats],
+        step: float = 1.0,
     ) -> np.ndarray:
-        """Normalized inputs (N, channels, H, W) of slices ``ids`` of a (C, S, H, W) volume.
-
-        Each slice a chunk needs (its own and its neighbours') is normalized once.
-        """
-        context = self.bundle.context_slices
-        windows = [neighbour_indices(i, moved.shape[1], context) for i in ids]
-        needed = sorted({j for window in windows for j in window})
-        position = {j: p for p, j in enumerate(needed)}
-        spec = self.bundle.normalization
-        block = np.stack(
-            [norm.apply(ch, st, spec) for ch, st in zip(moved[:, needed], stats, strict=True)]
-        )  # (C, len(needed), H, W)
-        height, width = moved.shape[2:]
-        chunk = np.zeros(
-            (
-                len(ids),
-                block.shape[0] * (2 * context + 1) + self.bundle.click_channels,
-                height,
-                width,
-            ),
-            dtype=np.float32,
-        )  # trailing click channels stay empty
-        for n, window in enumerate(windows):
-            slab = block[:, [position[j] for j in window]].reshape(-1, height, width)
-            chunk[n, : len(slab)] = slab
-        return chunk
+        """Normalized inputs (N, channels, H, W) of slices ``ids`` of a (C, S, H, W) volume."""
+        bundle = self.bundle
+        return normalized_slabs(
+            moved, ids, stats, bundle.normalization, bundle.context_slices, step,
+            bundle.click_channels,
+        )  # fmt: skip
 
     def predict_volume_slices(
         self,

@@ -6,7 +6,9 @@ as large, and a 2 mm scan half as large, and the network misreads both (on the s
 brain: Dice 0.21 at 0.5 mm and 0.38 at 2 mm against 0.92 at 1 mm; docs/model-card.md).
 As nnU-Net does, each slice is therefore resampled in-plane to the model's spacing, and
 the probabilities are resampled back onto the scan's own grid, so the mask stays in the
-scan's voxels. Slices are not resampled along the slice axis.
+scan's voxels. Slices are not resampled along the slice axis; a 2.5D model's neighbours
+are instead taken at the distance it was trained at (:func:`neighbour_step`, used by
+:mod:`.context`).
 """
 
 from __future__ import annotations
@@ -95,3 +97,22 @@ def resample_probability(prob: np.ndarray, shape_hw: Sequence[int]) -> np.ndarra
     clipped = np.clip(prob, _EPS, 1.0 - _EPS, dtype=np.float32)
     logits = resample_inplane(np.log(clipped / (1.0 - clipped)), shape_hw)
     return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+
+def training_slice_spacing(volume_spacings: Sequence[Sequence[float]]) -> float:
+    """The distance between the neighbouring axial slices a 2.5D model learns from: the
+    median slice spacing of its training volumes' (Z, Y, X) spacings."""
+    along = [check_spacing(spacing)[0] for spacing in volume_spacings]
+    if not along:
+        raise ValueError("No training volumes, so no slice spacing to record")
+    return round(float(np.median(along)), 4)
+
+
+def neighbour_step(model_mm: float | None, slice_mm: float) -> float:
+    """How many of the scan's slices apart a 2.5D model's neighbours are taken: its training
+    slice distance over the scan's slice spacing; 1 when either is unknown or within 5 %."""
+    if model_mm is None:
+        return 1.0
+    (slice_mm,) = check_spacing([slice_mm], "slice spacing")
+    step = float(model_mm) / slice_mm
+    return 1.0 if abs(step - 1.0) <= TOLERANCE else step

@@ -28,7 +28,7 @@ from ..metrics import dice, lesion_f1
 from ..normalization import NormalizationSpec, identity_stats
 from ..precision import autocast, resolve_training_precision
 from ..progress import drain
-from ..spacing import training_pixel_spacing
+from ..spacing import training_pixel_spacing, training_slice_spacing
 from ..unet import UNet, UNetConfig
 from .click_training import add_simulated_clicks
 from .losses import lesion_probability, lesion_wise_dice_loss
@@ -245,6 +245,11 @@ def train(
     )
     bank = SliceBank(train_volumes, config.context_slices)
     pixel_spacing = training_pixel_spacing([volume.spacing for volume in train_volumes])
+    slice_spacing = (
+        training_slice_spacing([volume.spacing for volume in train_volumes])
+        if config.context_slices
+        else None
+    )
     precision = resolve_training_precision(config.precision, device)
     state_path = run_dir / "last_state.pt"
     history_path = run_dir / "history.json"
@@ -357,6 +362,7 @@ def train(
                     click_channels=config.click_channels,
                     context_slices=config.context_slices,
                     input_spacing_mm=pixel_spacing,
+                    slice_spacing_mm=slice_spacing,
                     provenance={
                         **(provenance or {}),
                         "train_config": config.to_dict(),
