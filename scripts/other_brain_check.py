@@ -12,8 +12,14 @@ Synthetic chronic infarcts are placed in white matter found from intensities (no
 maps exist for these brains), and each model is scored with its own post-processing.
 Several models share one lesion set, so their figures compare like with like.
 
+``--downsample K`` scores each lesioned brain on a grid K times coarser (K×K×K blocks
+averaged; the mask where half a block is lesion), as a scanner with that voxel size would
+record it, once segmented as users get it (slices resampled to the model's spacing) and
+once on the coarse grid's own voxels. For ``anatomical``, ``--downsample 2`` is its
+native 2 mm grid.
+
 Usage: ``python scripts/other_brain_check.py [--brain anatomical --brain pydeface]
-[--seeds 5] [--first-seed 0] [--model M ...] [--output out/other_brain]``
+[--seeds 5] [--first-seed 0] [--model M ...] [--downsample K] [--output out/other_brain]``
 """
 
 from __future__ import annotations
@@ -70,6 +76,15 @@ def load_pydeface() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 BRAINS = {"anatomical": load_anatomical, "pydeface": load_pydeface}
 
 
+def coarse(volume: np.ndarray, k: int) -> np.ndarray:
+    """``volume`` averaged over k×k×k blocks (cropped to whole blocks); itself for k = 1."""
+    if k == 1:
+        return volume
+    shape = [n // k for n in volume.shape]
+    cropped = volume[: shape[0] * k, : shape[1] * k, : shape[2] * k]
+    return cropped.reshape(shape[0], k, shape[1], k, shape[2], k).mean(axis=(1, 3, 5))
+
+
 def tissue_reference(image: np.ndarray) -> tuple[np.ndarray, float]:
     """The head mask lesions are cut to, and the CSF-like intensity they blend towards.
 
@@ -109,6 +124,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="lesions per brain")
     parser.add_argument("--first-seed", type=int, default=0, help="seed of the first lesion")
     parser.add_argument("--output", default="out/other_brain")
+    parser.add_argument("--downsample", type=int, default=1, help="score on a K-times coarser grid")
     parser.add_argument(
         "--model", action="append", help="checkpoint or bundled name (default: the default model)"
     )
@@ -116,25 +132,33 @@ def main() -> None:
     brains = args.brain or ["anatomical"]
     models = args.model or [None]
     bundles = [get_model(name) for name in models]
-    predictors = [Predictor(bundle) for bundle in bundles]
-    results: dict[str, dict[str, list]] = {str(m): {b: [] for b in brains} for m in models}
+    pairs = list(zip(models, bundles, strict=True))
+    runs = [(str(name), bundle, Predictor(bundle)) for name, bundle in pairs]
+    if args.downsample > 1:  # also on the coarse grid's own voxels, as before session 29
+        runs += [
+            (f"{name} (own voxels)", bundle, Predictor(bundle, resample=False))
+            for name, bundle in pairs
+        ]
+    results: dict[str, dict[str, list]] = {run[0]: {b: [] for b in brains} for run in runs}
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     for brain_name in brains:
         brain, affine, white = BRAINS[brain_name]()
-        geometry = ImageGeometry.from_affine(affine, brain.shape)
+        k = args.downsample
+        geometry = ImageGeometry.from_affine(
+            affine @ np.diag([k, k, k, 1.0]), coarse(brain, k).shape
+        )
+        spacing = geometry.display_spacing
         reference = tissue_reference(brain)
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             image, truth = add_lesion(brain, white, reference, np.random.default_rng(seed))
-            display = geometry.to_display(image)
-            display_truth = geometry.to_display(truth) > 0
-            for name, bundle, predictor in zip(models, bundles, predictors, strict=True):
-                prob = predictor.predict_volume(display, axis=0)
-                pred = binarize(prob, bundle, spacing=geometry.display_spacing)
-                r = evaluate_case(
-                    f"{brain_name}_seed{seed}", pred > 0, display_truth, geometry.display_spacing
-                )
-                results[str(name)][brain_name].append(r)
+            display = geometry.to_display(coarse(image, k))
+            display_truth = geometry.to_display(coarse(truth.astype(np.float32), k)) >= 0.5
+            for name, bundle, predictor in runs:
+                prob = predictor.predict_volume(display, axis=0, spacing=spacing)
+                pred = binarize(prob, bundle, spacing=spacing)
+                r = evaluate_case(f"{brain_name}_seed{seed}", pred > 0, display_truth, spacing)
+                results[name][brain_name].append(r)
                 print(
                     f"{str(name)[-40:]:40s} {r.case:20s} dice {r.dice:.3f}  lesion F1 "
                     f"{r.lesion_f1:.3f}  true {r.truth_ml:.2f} mL  predicted {r.pred_ml:.2f} mL",
