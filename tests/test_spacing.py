@@ -325,3 +325,25 @@ def test_queued_neighbours_are_retaken_at_the_model_slice_distance(tmp_path, rng
     expected = 0.8 * stack[centre] + 0.2 * stack[centre + 1]
     np.testing.assert_allclose(retaken.image[0, centre + 1], expected, atol=2e-2)
     assert (retaken.mask == native.mask).all() and retaken.spacing == native.spacing
+
+
+def test_training_cases_are_brought_to_one_spacing():
+    from napari_unet.core.training.slices import Volume, to_spacing
+
+    image = np.zeros((1, 4, 40, 40), dtype=np.float16)
+    mask = np.zeros((4, 40, 40), dtype=np.uint8)
+    mask[1:3, 10:30, 10:30] = 1  # 2 slices x 20 x 20 voxels of 2 x 0.5 x 0.5 mm = 400 mm³
+    image[0][mask > 0] = 1.0
+    volume = Volume("c", image, mask, (2.0, 0.5, 0.5))
+    same = to_spacing(volume, 0.52, 2.05)  # within 5 %: kept as it is
+    assert same is volume
+    moved = to_spacing(volume, 1.0, 1.0)
+    assert moved.image.shape == (1, 8, 20, 20) and moved.mask.shape == (8, 20, 20)
+    assert moved.spacing == pytest.approx((1.0, 1.0, 1.0))
+    assert moved.image.dtype == np.float16 and moved.mask.dtype == np.uint8
+    assert moved.mask.sum() * 1.0 == pytest.approx(400, rel=0.25)  # the lesion keeps its mm³
+    assert to_spacing(volume, None, None) is volume
+    queued = Volume("q", image, mask, (2.0, 0.5, 0.5), train_slices=(2,))
+    assert to_spacing(queued, 1.0, None).train_slices == (2,)
+    with pytest.raises(ValueError, match="chosen slices"):
+        to_spacing(queued, 1.0, 1.0)

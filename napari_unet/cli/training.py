@@ -39,8 +39,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from ..core.normalization import NormalizationSpec
+    from ..core.spacing import training_pixel_spacing, training_slice_spacing
     from ..core.training.datasets import DatasetLayoutError, find_cases_in
-    from ..core.training.slices import load_volumes
+    from ..core.training.slices import load_volumes, to_spacing
     from ..core.training.trainer import DEFAULT_MODEL, TrainConfig, train
     from ..core.unet import UNetConfig
 
@@ -166,6 +167,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     val_volumes = load_volumes(val_cases, config.normalization, image_channels)
     bar.close()
+    # every case at one spacing, the one inference will resample scans to: the starting
+    # model's, else the training data's median (as nnU-Net does)
+    spacings = [volume.spacing for volume in train_volumes]
+    pixel_mm = training_pixel_spacing(spacings)
+    slice_mm = training_slice_spacing(spacings) if context_slices else None
+    if init_from is not None and init_from.input_spacing_mm is not None:
+        pixel_mm = init_from.input_spacing_mm
+        slice_mm = init_from.slice_spacing_mm if context_slices else None
+    train_volumes = [to_spacing(volume, pixel_mm, slice_mm) for volume in train_volumes]
+    val_volumes = [to_spacing(volume, pixel_mm, slice_mm) for volume in val_volumes]
     provenance = {
         "data": str(data) if len(roots) == 1 else [str(r) for r in roots],
         "train_cases": len(train_volumes),

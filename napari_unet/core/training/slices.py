@@ -16,6 +16,7 @@ from scipy import ndimage
 from .. import normalization as norm
 from ..context import volume_slab
 from ..io import check_same_grid, read_channels, read_image
+from ..spacing import TOLERANCE, resample_inplane, resampled_shape
 from .datasets import CasePaths
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,43 @@ def _crop(image: np.ndarray, mask: np.ndarray, cy: int, cx: int, patch: int):
         out[:, ys - y0 : ye - y0, xs - x0 : xe - x0] = image[:, ys:ye, xs:xe]
         out_mask[ys - y0 : ye - y0, xs - x0 : xe - x0] = mask[ys:ye, xs:xe]
     return out, out_mask
+
+
+def to_spacing(volume: Volume, pixel_mm: float | None, slice_mm: float | None) -> Volume:
+    """``volume`` resampled to ``pixel_mm`` pixels and ``slice_mm`` slices (either None:
+    kept; within 5 % also kept), the image linearly, the mask where half a voxel is lesion.
+
+    Training then sees every case at the spacing inference resamples scans to, as nnU-Net
+    resamples its training cases to the dataset's median spacing.
+    """
+    image, mask = volume.image, volume.mask
+    spacing = list(volume.spacing)
+    target = resampled_shape(mask.shape[1:], spacing[1:], pixel_mm)
+    if target is not None:
+        image, mask = resample_inplane(image, target), resample_inplane(mask, target)
+        sizes = zip(spacing[1:], volume.mask.shape[1:], target, strict=True)
+        spacing[1:] = [s * n / t for s, n, t in sizes]
+    resample_slices = slice_mm is not None and abs(spacing[0] / slice_mm - 1.0) > TOLERANCE
+    if resample_slices:  # the same linear resampling, with the slice axis in the plane
+        if volume.train_slices is not None:
+            raise ValueError(f"{volume.case}: chosen slices cannot be resampled along the slices")
+        count = max(1, round(mask.shape[0] * spacing[0] / slice_mm))
+        image = np.moveaxis(
+            resample_inplane(np.moveaxis(image, 1, -2), (count, image.shape[-1])), -2, 1
+        )
+        mask = np.moveaxis(
+            resample_inplane(np.moveaxis(mask, 0, -2), (count, mask.shape[-1])), -2, 0
+        )
+        spacing[0] *= volume.mask.shape[0] / count
+    if target is None and not resample_slices:
+        return volume
+    return Volume(
+        volume.case,
+        np.asarray(image, dtype=np.float16),
+        (np.asarray(mask) >= 0.5).astype(np.uint8),
+        (spacing[0], spacing[1], spacing[2]),
+        volume.train_slices,
+    )
 
 
 def load_volumes(
