@@ -114,7 +114,11 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
     if not cases:
         print(f"error: {args.data} has no {args.split} cases", file=sys.stderr)
         return 2
-    loaded = [(c.case, read_image(c.images[0]).data, read_image(c.mask).data > 0.5) for c in cases]
+    loaded = []
+    for case in cases:
+        image = read_image(case.images[0])
+        truth = read_image(case.mask).data > 0.5
+        loaded.append((case.case, image.data, truth, image.geometry.display_spacing))
     bar = ProgressBar("simulating clicks")
     result = evaluate_click_engines(
         loaded,

@@ -189,10 +189,13 @@ def evaluate_click_engines(
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """NoC and Dice@k of both click engines, and the automatic masks, on (name, image, truth).
+    """NoC and Dice@k of both click engines, and the automatic masks, on (name, image, truth)
+    or (name, image, truth, spacing) cases.
 
-    ``image`` and ``truth`` are (Z, Y, X) volumes in display order; tasks are axial.
+    ``image`` and ``truth`` are (Z, Y, X) volumes in display order; tasks are axial. With a
+    case's (Z, Y, X) ``spacing`` in mm, the models run at their own spacing, as in napari.
     """
+    from .click_spacing import ResampledClicks
     from .clicks import ClickEngine
     from .guided import GuidedClickEngine
     from .inference import Predictor
@@ -202,7 +205,8 @@ def evaluate_click_engines(
     curves: dict[str, list[list[float]]] = {"baseline": [], "guided": []}
     zero_click: dict[str, list[float]] = {"automatic": [], "guided, no clicks": []}
     per_case = []
-    for done, (name, image, truth) in enumerate(cases, start=1):
+    for done, (name, image, truth, *voxel) in enumerate(cases, start=1):
+        spacing = voxel[0] if voxel else None
         tasks = lesion_slices(truth, per_lesion=per_lesion)
         if tasks:
             indices = sorted({t.index for t in tasks})
@@ -212,17 +216,21 @@ def evaluate_click_engines(
                 ("automatic", auto, auto_stats),
                 ("guided, no clicks", guided, click_stats),
             ):
-                prob = predictor.predict_volume_slices(image, indices, stats)
+                prob = predictor.predict_volume_slices(image, indices, stats, spacing=spacing)
                 zero_click[key] += automatic_dice(prob, truth, tasks, predictor.bundle.threshold)
-            base = run_engine(
-                ClickEngine(auto, image, auto_stats),
+            base = run_engine(  # without a spacing: each case's own voxels
+                ResampledClicks(ClickEngine, auto, image, auto_stats, spacing)
+                if spacing
+                else ClickEngine(auto, image, auto_stats),
                 truth,
                 tasks,
                 max_clicks,
                 auto_bundle.threshold,
             )
             ours = run_engine(
-                GuidedClickEngine(guided, image, click_stats),
+                ResampledClicks(GuidedClickEngine, guided, image, click_stats, spacing)
+                if spacing
+                else GuidedClickEngine(guided, image, click_stats),
                 truth,
                 tasks,
                 max_clicks,
