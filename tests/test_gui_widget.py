@@ -243,6 +243,28 @@ def test_uncertainty_strip_and_next_slice(viewer_with_widget, qtbot, tiny_checkp
         assert viewer.dims.current_step[0] == result.most_uncertain()
 
 
+def test_a_half_millimetre_layer_is_segmented_at_the_model_spacing(viewer_with_widget, qtbot):
+    """The widget reads the layer's scale: a 0.5 mm scan runs at the model's 1 mm pixels
+    and the answer lands on the layer's own voxels."""
+    from napari_unet.core.metrics import dice
+    from napari_unet.core.spacing import resample_inplane
+
+    viewer, widget = viewer_with_widget
+    t1 = read_image(SAMPLE_T1).data
+    truth = read_image(SAMPLE_LESION).data > 0
+    shape = (2 * t1.shape[1], 2 * t1.shape[2])
+    half = viewer.add_image(resample_inplane(t1, shape), name="half mm", scale=(1.0, 0.5, 0.5))
+    half_truth = resample_inplane(truth, shape) >= 0.5
+    widget.image.value = half
+    z = int(np.argmax(half_truth.sum(axis=(1, 2))))
+    viewer.dims.set_current_step(0, z)
+    widget.slice_button.clicked.emit()
+    _wait_idle(qtbot, widget)
+    labels = viewer.layers["half mm lesion"]
+    assert labels.data.shape == half.data.shape and tuple(labels.scale) == (1.0, 0.5, 0.5)
+    assert dice(labels.data[z] > 0, half_truth[z]) > 0.85
+
+
 def test_segment_visible_region_only_touches_what_is_on_screen(
     viewer_with_widget, qtbot, tiny_checkpoint
 ):
