@@ -5,8 +5,8 @@ bundled models saw 1 mm pixels; a clinical T1 with 0.5 mm pixels shows everythin
 as large, and a 2 mm scan half as large, and the network misreads both (on the sample
 brain: Dice 0.21 at 0.5 mm and 0.38 at 2 mm against 0.92 at 1 mm; docs/model-card.md).
 As nnU-Net does, each slice is therefore resampled in-plane to the model's spacing, and
-the probabilities are resampled back onto the scan's own grid, so the mask stays in the
-scan's voxels. Slices are not resampled along the slice axis; a 2.5D model's neighbours
+the answer is resampled back, as logits, onto the scan's own grid, so the mask stays in
+the scan's voxels. Slices are not resampled along the slice axis; a 2.5D model's neighbours
 are instead taken at the distance it was trained at (:func:`neighbour_step`, used by
 :mod:`.context`).
 """
