@@ -11,7 +11,7 @@ from ..core.clicks import Click, ClickEngine
 from ..core.guided import GuidedClickEngine
 from ..core.models import CLICK_MODEL
 from .correction_panel import apply_undoable
-from .view import current_slice, skip_dims_update_on_data
+from .view import current_slice, skip_dims_update_on_data, voxel_spacing
 
 POSITIVE, NEGATIVE = "lesion here (+)", "not lesion (−)"
 GUIDED, BASELINE = "click-guided U-Net", "baseline: automatic model"
@@ -83,7 +83,7 @@ class ClickPanel(Container):
                 predictor,
                 np.asarray(self.owner.input_data(source, predictor)),
                 self.owner._stats(source, predictor),
-                spacing=tuple(float(s) for s in source.scale[-3:]),
+                spacing=voxel_spacing(source),
             )
         return self.engines[key]
 

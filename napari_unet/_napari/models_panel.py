@@ -12,7 +12,8 @@ from napari.utils.notifications import show_info
 from ..core.finetune import FinetuneConfig, FinetuneResult, finetune
 from ..core.inference import Predictor
 from ..core.registry import ModelRegistry, ModelVersion
-from .view import current_slice
+from ..core.spacing import inplane_spacing
+from .view import current_slice, voxel_spacing
 
 CURVE_SHAPE = (110, 300)
 
@@ -173,8 +174,8 @@ class ModelsPanel(Container):
         registry.close()
         predictors = [Predictor(b, device=self.owner.device.value) for b in (active, other)]
         volume = np.asarray(self.owner.input_data(source, predictors[0]))
-        voxel_mm = tuple(float(s) for s in source.scale[-3:])
-        pixel_mm = tuple(s for k, s in enumerate(voxel_mm) if k != axis)
+        voxel_mm = voxel_spacing(source)
+        pixel_mm = inplane_spacing(voxel_mm, axis)
 
         def work():
             masks = []

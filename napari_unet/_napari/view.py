@@ -30,6 +30,12 @@ def skip_dims_update_on_data(viewer, layer) -> None:
         layer.events.data.disconnect(update)
 
 
+def voxel_spacing(layer) -> tuple[float, float, float]:
+    """The layer's (Z, Y, X) voxel spacing in mm: its scale, set from the file's header."""
+    z, y, x = (float(s) for s in layer.scale[-3:])
+    return z, y, x
+
+
 def current_slice(viewer, layer) -> tuple[int, int]:
     """(axis, index) of the 2D slice napari shows for a 3D ``layer``."""
     if viewer.dims.ndisplay != 2:

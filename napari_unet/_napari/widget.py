@@ -29,6 +29,7 @@ from ..core.editing import lesion_table
 from ..core.finetune import warm_up_training
 from ..core.models import BUNDLED, DEFAULT_MODEL
 from ..core.session import SegmentationSession
+from ..core.spacing import inplane_spacing
 from ..core.uncertainty import iter_flip_uncertainty
 from .click_panel import NEGATIVE, POSITIVE, ClickPanel
 from .correction_panel import CorrectionPanel
@@ -47,7 +48,7 @@ from .qt_helpers import (
 )
 from .queue_panel import QueuePanel
 from .review_panel import ReviewPanel
-from .view import current_slice, visible_box
+from .view import current_slice, visible_box, voxel_spacing
 
 log = logging.getLogger(__name__)
 CONTEXT = 32  # pixels of context around the visible region
@@ -259,7 +260,7 @@ class SegmentationWidget(InputSelection, Container):
         self.session(source)
         data = self.input_data(source, predictor)
         # the slice with the neighbours a 2.5D model reads (just the slice otherwise)
-        voxel_mm = tuple(float(s) for s in source.scale[-3:])
+        voxel_mm = voxel_spacing(source)
         image = predictor.volume_slab(np.asarray(data), index, axis, voxel_mm).astype(np.float32)
         rows, cols = slice(None), slice(None)
         if visible_only:
@@ -268,7 +269,7 @@ class SegmentationWidget(InputSelection, Container):
         height, width = image.shape[-2:]
         context_rows = grow(rows, CONTEXT, height)
         context_cols = grow(cols, CONTEXT, width)
-        pixel_mm = tuple(float(s) for k, s in enumerate(source.scale[-3:]) if k != axis)
+        pixel_mm = inplane_spacing(voxel_mm, axis)
 
         def work():
             crop = image[..., context_rows, context_cols]
@@ -295,7 +296,7 @@ class SegmentationWidget(InputSelection, Container):
         session.min_lesion_extent_mm = predictor.bundle.min_lesion_extent_mm
         session.grow_threshold = predictor.bundle.grow_threshold
         session.lesion_filter = predictor.bundle.lesion_filter
-        session.spacing = tuple(float(s) for s in source.scale[-3:])
+        session.spacing = voxel_spacing(source)
         data = self.input_data(source, predictor)
 
         def work():

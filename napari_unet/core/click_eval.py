@@ -219,18 +219,14 @@ def evaluate_click_engines(
                 prob = predictor.predict_volume_slices(image, indices, stats, spacing=spacing)
                 zero_click[key] += automatic_dice(prob, truth, tasks, predictor.bundle.threshold)
             base = run_engine(  # without a spacing: each case's own voxels
-                ResampledClicks(ClickEngine, auto, image, auto_stats, spacing)
-                if spacing
-                else ClickEngine(auto, image, auto_stats),
+                ResampledClicks(ClickEngine, auto, image, auto_stats, spacing),
                 truth,
                 tasks,
                 max_clicks,
                 auto_bundle.threshold,
             )
             ours = run_engine(
-                ResampledClicks(GuidedClickEngine, guided, image, click_stats, spacing)
-                if spacing
-                else GuidedClickEngine(guided, image, click_stats),
+                ResampledClicks(GuidedClickEngine, guided, image, click_stats, spacing),
                 truth,
                 tasks,
                 max_clicks,

@@ -18,7 +18,7 @@ import numpy as np
 
 from .clicks import Click, check_inside
 from .inference import Predictor
-from .spacing import check_spacing, resample_inplane, resampled_shape
+from .spacing import check_spacing, inplane_spacing, resample_inplane, resampled_shape
 
 EngineFactory = Callable[..., Any]  # (predictor, volume, stats, spacing=...) -> engine
 
@@ -37,30 +37,35 @@ class ResampledClicks:
         predictor: Predictor,
         volume: np.ndarray,
         stats=None,
-        spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        spacing: tuple[float, float, float] | None = None,
     ) -> None:
         self.make_engine = make_engine
         self.predictor = predictor
         self.volume = volume
         self.stats = stats or predictor.fit_stats(volume, 3)
-        self.spacing = check_spacing(spacing, "voxel spacing")
+        # None: the spacing is unknown, so the engine works on the volume's own voxels
+        self.spacing = None if spacing is None else check_spacing(spacing, "voxel spacing")
         self._engines: dict[int, tuple[Any, tuple[int, int] | None]] = {}
 
     def engine_for(self, axis: int) -> tuple[Any, tuple[int, int] | None]:
         """The engine for slices along ``axis`` and the in-plane shape it works on (None:
-        the scan's own pixels, when they are within 5 % of the model's)."""
+        the scan's own pixels, when they are within 5 % of the model's or unknown)."""
         if axis not in self._engines:
             shape = [n for k, n in enumerate(self.volume.shape[-3:]) if k != axis]
-            inplane = [s for k, s in enumerate(self.spacing) if k != axis]
-            target = resampled_shape(shape, inplane, self.predictor.target_spacing)
-            volume, spacing = self.volume, list(self.spacing)
+            target = None
+            if self.spacing is not None:
+                inplane = inplane_spacing(self.spacing, axis)
+                target = resampled_shape(shape, inplane, self.predictor.target_spacing)
+            volume, spacing = self.volume, self.spacing
             if target is not None:  # resample in this axis's plane, then put it back
                 moved = np.moveaxis(volume, volume.ndim - 3 + axis, -3)
                 volume = np.moveaxis(resample_inplane(moved, target), -3, volume.ndim - 3 + axis)
+                scaled = list(spacing)
                 planes = [k for k in range(3) if k != axis]
                 for k, old, new in zip(planes, shape, target, strict=True):
-                    spacing[k] *= old / new
-            engine = self.make_engine(self.predictor, volume, self.stats, spacing=tuple(spacing))
+                    scaled[k] *= old / new
+                spacing = tuple(scaled)
+            engine = self.make_engine(self.predictor, volume, self.stats, spacing=spacing)
             self._engines[axis] = (engine, target)
         return self._engines[axis]
 

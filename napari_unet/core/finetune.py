@@ -25,12 +25,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import normalization as norm
 from .checkpoint import ModelBundle, new_version_id
-from .context import interpolate_slice, neighbour_weights, volume_slab
+from .context import volume_slab
 from .device import select_device
 from .edit_queue import EditQueue, QueueError, QueueItem
 from .metrics import dice, lesion_f1
 from .registry import ModelRegistry
-from .spacing import neighbour_step, resample_inplane, resampled_shape
+from .spacing import inplane_spacing, neighbour_step, resample_inplane, resampled_shape
 from .statistics import PairedDifference, paired_difference
 from .training.click_training import add_simulated_clicks
 from .training.slices import SliceBank, Volume
@@ -115,7 +115,7 @@ def item_volume(
     mask = np.zeros(normalized.shape[1:], dtype=np.uint8)
     mask[centre] = arrays["mask"]
     spacing = tuple(float(s) for s in item.spacing)
-    inplane = [s for axis, s in enumerate(spacing) if axis != item.axis]
+    inplane = inplane_spacing(spacing, item.axis)
     target = resampled_shape(mask.shape[-2:], inplane, pixel_spacing)
     if target is not None:
         scale = [n / t for n, t in zip(mask.shape[-2:], target, strict=True)]
@@ -125,13 +125,8 @@ def item_volume(
         spacing = tuple(s if a == item.axis else next(new_inplane) for a, s in enumerate(spacing))
     step = neighbour_step(slice_spacing, spacing[item.axis])
     if step != 1.0 and centre:  # neighbours at the model's distance (the mask stays put)
-        weights = neighbour_weights(centre, normalized.shape[1], centre, step)
-        normalized = np.stack(
-            [
-                np.stack([interpolate_slice(plane, lo, hi, w) for lo, hi, w in weights])
-                for plane in normalized
-            ]
-        ).astype(np.float16)
+        retaken = volume_slab(normalized, centre, centre, step)
+        normalized = retaken.reshape(normalized.shape).astype(np.float16)
     return Volume(f"item{item.id}", normalized, mask, spacing, (centre,))
 
 

@@ -25,6 +25,7 @@ from .precision import resolve_precision
 from .progress import Progress, drain, run_with_callback
 from .spacing import (
     check_spacing,
+    inplane_spacing,
     neighbour_step,
     resample_inplane,
     resample_probability,
@@ -327,10 +328,7 @@ class Predictor:
         shape = moved.shape[2:]
         target = None
         if spacing is not None:
-            inplane = [
-                s for k, s in enumerate(check_spacing(spacing, "voxel spacing")) if k != axis
-            ]
-            target = resampled_shape(shape, inplane, self.target_spacing)
+            target = resampled_shape(shape, inplane_spacing(spacing, axis), self.target_spacing)
         if target is not None:
             moved = resample_inplane(moved, target)
         step = self.neighbour_step(spacing, axis)

@@ -35,6 +35,12 @@ def check_spacing(spacing: Sequence[float], what: str = "pixel spacing") -> tupl
     return values
 
 
+def inplane_spacing(spacing: Sequence[float], axis: int) -> tuple[float, float]:
+    """The (row, column) pixel spacing of slices along ``axis`` of a (Z, Y, X) spacing."""
+    rows, cols = (s for k, s in enumerate(check_spacing(spacing, "voxel spacing")) if k != axis)
+    return rows, cols
+
+
 def resampled_shape(
     shape_hw: Sequence[int], spacing_hw: Sequence[float], target_mm: float | None
 ) -> tuple[int, int] | None:
